@@ -1,0 +1,146 @@
+"""Experiment tracking: one W&B run per stage, mirrored to local JSON files the report can read.
+
+W&B is offline unless the user set `WANDB_MODE` (and a key) themselves; wandb has no local reader for its
+`.wandb` files, so every logged metric also goes to `metrics.jsonl`, and the final numbers to
+`metrics.json`. All runs of one run directory share a W&B group, so the dashboard shows a pipeline as one
+experiment. Configs are scrubbed of secrets before they reach W&B or disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+SECRET_KEY_PARTS = ("secret", "password", "api_key", "apikey", "token")
+SECRET_ENV = ("REDDIT_CLIENT_SECRET", "REDDIT_PASSWORD", "WANDB_API_KEY")
+
+
+def scrub_secrets(value: Any) -> Any:
+    """Return `value` with every secret-looking key's value and every known secret string replaced."""
+    secrets = [os.environ[k] for k in SECRET_ENV if os.environ.get(k)]
+    if isinstance(value, dict):
+        return {
+            k: "<redacted>" if any(p in str(k).lower() for p in SECRET_KEY_PARTS) and v else scrub_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [scrub_secrets(v) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "<redacted>")
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Tracker:
+    """Logs one stage: `log` (curves), `table`, `image`, `artifact`, `summary`; `finish` closes W&B.
+
+    Use as a context manager. `enabled=False` keeps the local files and skips W&B (unit tests of stages).
+    """
+
+    def __init__(
+        self,
+        stage_dir: str | Path,
+        stage: str,
+        config: dict,
+        group: str,
+        project: str = "upvote-rlhf",
+        enabled: bool = True,
+        wandb_dir: str | Path | None = None,
+        job_type: str | None = None,
+    ) -> None:
+        self.stage_dir = Path(stage_dir)
+        self.stage_dir.mkdir(parents=True, exist_ok=True)
+        self.stage = stage
+        self.config = scrub_secrets(config)
+        self._jsonl = open(self.stage_dir / "metrics.jsonl", "a")
+        self._summary: dict[str, Any] = {}
+        self.run = None
+        if enabled:
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_SILENT", "true")
+            import wandb
+
+            wdir = Path(wandb_dir or self.stage_dir.parent)
+            wdir.mkdir(parents=True, exist_ok=True)
+            self.run = wandb.init(
+                project=project,
+                group=group,
+                name=f"{group}/{stage}",
+                job_type=job_type or stage,
+                config=self.config,
+                dir=str(wdir),
+                reinit="finish_previous",
+            )
+            (self.stage_dir / "wandb_run_id.txt").write_text(self.run.id + "\n")
+
+    # -- curves -------------------------------------------------------------------------------------
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        row = {k: _jsonable(v) for k, v in metrics.items()}
+        self._jsonl.write(json.dumps({"step": step, **row}) + "\n")
+        self._jsonl.flush()
+        if self.run is not None:
+            self.run.log(row, step=step)
+
+    # -- rich objects -------------------------------------------------------------------------------
+    def table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        path = self.stage_dir / f"{key.replace('/', '_')}.json"
+        path.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1, default=str))
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Table(columns=columns, data=[[_jsonable(v) for v in r] for r in rows])})
+
+    def image(self, key: str, path: str | Path) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path))})
+
+    def artifact(self, name: str, type: str, path: str | Path, use: bool = False) -> None:
+        """Log `path` as an output artifact (or, with use=True, declare it an input for lineage)."""
+        if self.run is None:
+            return
+        import wandb
+
+        art = wandb.Artifact(name=name, type=type)
+        path = Path(path)
+        if path.is_dir():
+            art.add_dir(str(path))
+        else:
+            art.add_file(str(path))
+        if use:
+            self.run.use_artifact(art)
+        else:
+            self.run.log_artifact(art)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        """Final numbers of the stage: W&B summary and `metrics.json` (what the report reads)."""
+        self._summary.update({k: _jsonable(v) for k, v in metrics.items()})
+        (self.stage_dir / "metrics.json").write_text(json.dumps(self._summary, indent=2, default=str))
+        if self.run is not None:
+            self.run.summary.update(self._summary)
+
+    def finish(self) -> None:
+        self._jsonl.close()
+        if self.run is not None:
+            import wandb
+
+            wandb.finish()  # also closes a run a HF Trainer re-used (TRAPS.md)
+            self.run = None
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()

@@ -1,0 +1,127 @@
+"""Policy models and tokenizers: any HF causal LM by name, or a tiny GPT-2 built from a config.
+
+The embedded default has no model hub to download from, so it trains a byte-level BPE on the scraped corpus
+and builds a few-million-parameter GPT-2 from a config. Both are saved with `save_pretrained`, so every
+later stage (SFT, reward model, PPO, steering) loads them the ordinary way, exactly as it would load
+`EleutherAI/pythia-1b-deduped`.
+
+Special tokens are explicit and distinct: `pad != eos` (see TRAPS.md: pad == eos makes a reward model read
+the token before a trailing EOS, and makes SFT stop learning to emit EOS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+EOS_TOKEN = "<|endoftext|>"
+PAD_TOKEN = "<|pad|>"
+
+
+class TokenizerSpec(BaseModel):
+    """Where the tokenizer comes from: a hub name/path, or trained here on the corpus."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_or_path: str | None = Field(
+        None, description="HF tokenizer name or local path; None trains a byte-level BPE on the corpus."
+    )
+    vocab_size: int = Field(4096, ge=300, description="Vocabulary size of the locally trained BPE.")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
+    max_training_texts: int = Field(50_000, ge=1, description="Cap on corpus texts used to train the BPE.")
+
+
+class ModelSpec(BaseModel):
+    """Which causal LM: a hub name/path, or a tiny GPT-2 built from these sizes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name_or_path: str | None = Field(
+        None, description="HF causal LM name or local path; None builds a tiny GPT-2 from the sizes below."
+    )
+    n_layer: int = Field(4, ge=1, description="Transformer blocks of the tiny GPT-2.")
+    n_embd: int = Field(256, ge=8, description="Hidden size of the tiny GPT-2.")
+    n_head: int = Field(4, ge=1, description="Attention heads of the tiny GPT-2 (must divide n_embd).")
+    n_positions: int = Field(1024, ge=16, description="Context length of the tiny GPT-2.")
+    dropout: float = Field(0.0, ge=0.0, le=1.0, description="Dropout of the tiny GPT-2 (0 keeps RL exact).")
+    seed: int = Field(0, description="Seed of the random initialization.")
+
+
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2, extra_special_tokens: list[str] = ()
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on `texts` (about a second for a few MB), with distinct pad and eos tokens."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = [EOS_TOKEN, PAD_TOKEN, *extra_special_tokens]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    # padding_side must be given at construction: set afterwards it is not saved (TRAPS.md).
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        padding_side="right",
+        model_max_length=1024,
+    )
+
+
+def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
+    """Load a tokenizer and make sure it has a pad token distinct from eos."""
+    tok = AutoTokenizer.from_pretrained(str(name_or_path))
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    return tok
+
+
+def build_tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> GPT2LMHeadModel:
+    """A GPT-2 of `spec`'s size whose config carries the tokenizer's ids (GPT2Config defaults them to 50256)."""
+    if spec.n_embd % spec.n_head:
+        raise ValueError(f"model.n_embd={spec.n_embd} must be divisible by model.n_head={spec.n_head}")
+    torch.manual_seed(spec.seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=spec.n_positions,
+        n_embd=spec.n_embd,
+        n_layer=spec.n_layer,
+        n_head=spec.n_head,
+        resid_pdrop=spec.dropout,
+        embd_pdrop=spec.dropout,
+        attn_pdrop=spec.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    """Load any HF causal LM; resize its embeddings if the tokenizer gained a pad token."""
+    return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """RLHF wants deterministic log-probs for the same input (N+ implementation details, #3)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
