@@ -1,0 +1,69 @@
+# upvote-rlhf: every target creates .venv first, so `make demo` and `make test` work on a fresh clone.
+# Stage targets take CONFIG=configs/X.yaml and ARGS="dotted.key=value ..." (see README).
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CONFIG  ?= configs/demo.yaml
+SOURCE  ?= sim
+ARGS    ?=
+STAMP   := $(VENV)/.installed
+# torch is pinned to the CPU wheel that lies on disk here; a looser spec would download a CUDA build.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export HF_HUB_OFFLINE ?= 1
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup test demo scrape sim-reddit build-data sft train-reward eval-reward ppo eval-policy steer report bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) torch==2.13.0
+	$(PY) -m pip install -q $(FIND_LINKS) -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m pipelines demo --config $(CONFIG) $(ARGS)
+
+sim-reddit: setup
+	$(PY) -m pipelines sim-reddit --config $(CONFIG) $(ARGS)
+
+scrape: setup
+	$(PY) -m pipelines scrape --config $(CONFIG) scrape.source=$(SOURCE) $(ARGS)
+	$(PY) -m pipelines build-data --config $(CONFIG) scrape.source=$(SOURCE) $(ARGS)
+
+build-data: setup
+	$(PY) -m pipelines build-data --config $(CONFIG) $(ARGS)
+
+sft: setup
+	$(PY) -m pipelines sft --config $(CONFIG) $(ARGS)
+
+train-reward: setup
+	$(PY) -m pipelines train-reward --config $(CONFIG) $(ARGS)
+
+eval-reward: setup
+	$(PY) -m pipelines eval-reward --config $(CONFIG) $(ARGS)
+
+ppo: setup
+	$(PY) -m pipelines ppo --config $(CONFIG) $(ARGS)
+
+eval-policy: setup
+	$(PY) -m pipelines eval-policy --config $(CONFIG) $(ARGS)
+
+steer: setup
+	$(PY) -m pipelines steer --config $(CONFIG) $(ARGS)
+
+report: setup
+	$(PY) -m pipelines report --config $(CONFIG) $(ARGS)
+
+bench: setup
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf runs
