@@ -108,11 +108,11 @@ def test_ingest_filters_joins_and_counts(dump_files: tuple[Path, Path], tmp_path
     assert stats.lines_read == 24
     d = stats.dropped
     assert d["deleted"] == 3  # p4, p5, c3
-    assert d["prefiltered"] == 4  # p6, c5, and the list and bad-JSON lines (never parsed)
+    assert d["prefiltered"] == 5  # p6, c5, and the empty, list and bad-JSON lines (never parsed)
     assert d["score"] == 2  # p7, c7
     assert d["date"] == 1  # p8
     assert d["malformed"] == 4  # p9, p10, truncated (it names tifu), c9
-    assert d["orphan_comment"] == 1 and d["not_top_level"] == 1 and d["empty"] == 1
+    assert d["orphan_comment"] == 1 and d["not_top_level"] == 1
     assert stats.lines_read == stats.kept + sum(d.values())
 
 
@@ -122,7 +122,21 @@ def test_without_prefilter_same_rows(dump_files: tuple[Path, Path], tmp_path: Pa
     assert (a.posts_kept, a.comments_kept) == (b.posts_kept, b.comments_kept)
     assert b.dropped["subreddit"] == 2 and "prefiltered" not in b.dropped
     assert b.dropped["malformed"] == 6  # now the list and bad-JSON lines are parsed and counted
+    assert b.dropped["empty"] == 1 and b.lines_read == a.lines_read
     assert sorted(load_records(tmp_path / "a", "comments")["id"]) == sorted(load_records(tmp_path / "b", "comments")["id"])
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_chunked_prefilter_matches_line_by_line(dump_files: tuple[Path, Path], chunk: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines cut out around regex matches (across chunk borders) are exactly the lines the regex matches."""
+    monkeypatch.setattr(dumps, "CHUNK_BYTES", chunk)
+    regex = dumps._subreddit_regex(["tifu"])
+    for path in dump_files:
+        expected = [line for line in iter_lines(path) if regex.search(line)]
+        items = list(dumps.iter_candidates(path, regex))
+        assert [line for _, line in items if line is not None] == expected
+        assert sum(skipped for skipped, _ in items) + len(expected) == len(list(iter_lines(path)))
 
 
 def test_plain_ndjson_sniffed_and_no_filters(tmp_path: Path) -> None:

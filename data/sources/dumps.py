@@ -162,6 +162,50 @@ def iter_lines(path: str | Path, progress: bool = False) -> Iterator[bytes]:
             yield carry  # last line without a trailing newline (or a truncated one: counted as malformed)
 
 
+def iter_candidates(
+    path: str | Path, regex: re.Pattern[bytes] | None, progress: bool = False
+) -> Iterator[tuple[int, bytes | None]]:
+    """(lines skipped by the prefilter since the last item, next candidate line or None at the end).
+
+    With a regex, each decompressed chunk is searched as a whole and only the lines around a match are cut
+    out: the ~95% of lines from other subreddits never reach Python one by one. Without one, every line is
+    a candidate.
+    """
+    if regex is None:
+        for line in iter_lines(path, progress=progress):
+            yield 0, line
+        return
+    path = Path(path)
+    with open(path, "rb") as raw, tqdm(
+        total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name, disable=not progress, leave=False
+    ) as bar:
+        stream = (
+            zstandard.ZstdDecompressor(max_window_size=ZSTD_WINDOW).stream_reader(raw, read_size=1 << 20)
+            if path.suffix == ".zst"
+            else raw
+        )
+        carry = b""
+        seen = 0
+        while chunk := stream.read(CHUNK_BYTES):
+            buf = carry + chunk
+            cut = buf.rfind(b"\n") + 1
+            body, carry = buf[:cut], buf[cut:]
+            done = 0  # offset just past the last line handed out
+            for match in regex.finditer(body):
+                if match.start() < done:
+                    continue  # a second match on a line already handed out
+                start = body.rfind(b"\n", 0, match.start()) + 1
+                end = body.find(b"\n", match.end())
+                yield body.count(b"\n", done, start), body[start:end]
+                done = end + 1
+            yield body.count(b"\n", done), None
+            position = raw.tell()
+            bar.update(position - seen)
+            seen = position
+        if carry:
+            yield (0, carry) if regex.search(carry) else (1, None)
+
+
 def file_kind(path: str | Path) -> Kind | None:
     """`posts` for RS_/submissions files, `comments` for RC_/comments files, None when the name says neither."""
     name = Path(path).name.lower()
@@ -209,7 +253,8 @@ def _subreddit_regex(subreddits: list[str]) -> re.Pattern[bytes] | None:
         return None
     names = b"|".join(re.escape(s.encode()) for s in subreddits)
     # Matches `"subreddit":"tifu"` with any JSON spacing; names are ASCII [A-Za-z0-9_], so no escapes.
-    return re.compile(rb'"subreddit"\s*:\s*"(?:' + names + rb')"', re.IGNORECASE)
+    # Case-insensitive only around the names, so `"subreddit"` stays a literal the engine can skip to.
+    return re.compile(rb'"subreddit"\s*:\s*"(?i:' + names + rb')"')
 
 
 def _epoch(day: dt.date | None) -> float | None:
@@ -249,18 +294,20 @@ def _ingest_file(
     """Steps 2-3 for one file; adds kept post ids to `post_ids` (posts) or reads it (comments)."""
     cfg = flt.cfg
     stats = IngestStats(files=1, bytes_read=path.stat().st_size)
-    regex, subs, start, end = flt.regex, flt.subreddits, flt.start, flt.end
+    subs, start, end = flt.subreddits, flt.start, flt.end
     min_score = cfg.min_post_score if kind == "posts" else cfg.min_comment_score
     convert = post_from_json if kind == "posts" else comment_from_json
     t0 = time.perf_counter()
-    for line in iter_lines(path, progress=progress):
+    # 2a. prefilter on the raw bytes (inside iter_candidates): most of a dump is other subreddits
+    for skipped, line in iter_candidates(path, flt.regex, progress=progress):
+        if skipped:
+            stats.lines_read += skipped
+            stats.drop("prefiltered", skipped)
+        if line is None:
+            continue
         stats.lines_read += 1
         if not line.strip():
             stats.drop("empty")
-            continue
-        # 2a. prefilter on the raw bytes: most of a dump is other subreddits
-        if regex is not None and regex.search(line) is None:
-            stats.drop("prefiltered")
             continue
         # 2b. parse and check the subreddit exactly
         try:
