@@ -1,0 +1,286 @@
+"""Reward model training: Bradley-Terry on upvote preference pairs with TRL's `RewardTrainer`.
+
+    python -m pipelines train-reward --config configs/demo.yaml       # the stage that calls this module
+    accelerate launch -m pipelines train-reward --config ...          # same code, several processes
+
+    from reward_model.train import RewardStageConfig, train_reward_model
+    result = train_reward_model("runs/demo/sft/model", tokenizer, pairs, "runs/demo/reward/model",
+                                RewardStageConfig(), report_to=[], reference=sft_rows["validation"])
+
+Steps:
+1. Build `AutoModelForSequenceClassification(num_labels=1)` over the source (SFT policy dir or a config).
+2. Tokenize pairs ourselves (`reward_model.encoding`, the same code the scorer uses) into
+   `chosen_ids` / `rejected_ids` (+ `margin`, + `length` for length-grouped batches).
+3. Train with `RewardTrainer`: loss = -logsigmoid(r_c - r_r - margin) [+ c * mean((r_c + r_r)^2)].
+4. Save weights + tokenizer, merge LoRA first if used.
+5. Normalize (Stiennon et al.): bias so reference TL;DRs score mean 0, written to `reward_config.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from datasets import Dataset, DatasetDict
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from trl import RewardConfig, RewardTrainer
+
+from reward_model.encoding import encode_prompt_response
+from reward_model.model import build_reward_model, check_reward_model
+from reward_model.scoring import RewardFileConfig, RewardScorer
+from reward_model.trainer_utils import ForwardLogs, LogFn, resume_checkpoint
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+class LoraSpec(BaseModel):
+    """Low-rank adapters (peft) instead of full fine-tuning; the score head is always fully trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, le=1.0, description="Dropout on the LoRA path.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Module names to adapt; 'all-linear' adapts every linear layer but the head."
+    )
+
+
+class RewardStageConfig(BaseModel):
+    """Reward model training (TRL RewardTrainer, Bradley-Terry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name_or_path: str | None = Field(
+        None, description="Initialize from this HF model/dir; None = the SFT policy of this run (its tokenizer)."
+    )
+    learning_rate: float = Field(3e-4, gt=0, description="Peak AdamW learning rate (tiny models want ~1e-4..1e-3).")
+    num_train_epochs: float = Field(2.0, gt=0, description="Passes over the training pairs (if max_steps <= 0).")
+    max_steps: int = Field(-1, description="Optimizer steps; > 0 overrides num_train_epochs.")
+    per_device_train_batch_size: int = Field(16, ge=1, description="Pairs per device per micro-batch.")
+    per_device_eval_batch_size: int = Field(32, ge=1, description="Pairs per device in evaluation.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_length: int = Field(
+        640, ge=8, description="Token cap of prompt+response+EOS; longer pairs lose the start of the prompt."
+    )
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps of linear warmup.")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "linear", description="Learning-rate schedule after warmup."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    use_margin: bool = Field(
+        False, description="Pass the pairs' `margin` column to the loss: -logsigmoid(r_c - r_r - margin)."
+    )
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0.0, description="Weight of mean((r_c + r_r)^2) keeping rewards near 0 (Eisenstein et al.: 0.01)."
+    )
+    group_by_length: bool = Field(
+        True, description="Length-grouped batches (transformers LengthGroupedSampler): far less padding."
+    )
+    max_train_pairs: int | None = Field(None, ge=1, description="Use at most this many training pairs (seeded).")
+    max_eval_pairs: int | None = Field(
+        512, ge=1, description="Evaluate the training curves on at most this many validation pairs."
+    )
+    eval_steps: int = Field(100, ge=0, description="Evaluate every N optimizer steps; 0 = only at the end.")
+    logging_steps: int = Field(10, ge=1, description="Log training metrics every N steps.")
+    save_steps: int = Field(200, ge=1, description="Write a resumable checkpoint every N steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    resume: bool = Field(True, description="Resume from the newest checkpoint in the output's checkpoints/.")
+    bf16: bool = Field(False, description="bfloat16 autocast (GPU); off on CPU, where it is slow and silent.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (GPU, big models).")
+    lora: LoraSpec | None = Field(None, description="Train LoRA adapters instead of all weights; None = full.")
+    n_reference: int = Field(
+        1000, ge=1, description="Reference (prompt, author TL;DR) rows used to set the normalization bias."
+    )
+    scoring_batch_size: int = Field(32, ge=1, description="Batch size of the scorer (normalization, evaluation).")
+    seed: int = Field(0, description="Seed of head init, shuffling and subsampling.")
+
+
+@dataclass
+class RewardResult:
+    """What training produced: where, how long, the final curves' values and the normalization."""
+
+    model_dir: Path
+    global_step: int
+    train_runtime_s: float
+    n_train_pairs: int
+    n_eval_pairs: int
+    n_truncated: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    normalization: RewardFileConfig | None = None
+
+
+def tokenize_pairs(
+    pairs: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    use_margin: bool,
+) -> tuple[Dataset, int]:
+    """Pairs -> `chosen_ids`, `rejected_ids`, `length` (+ `margin`): the trainer's input, and #truncated."""
+    missing = [c for c in PAIR_COLUMNS + (("margin",) if use_margin else ()) if c not in pairs.column_names]
+    if missing:
+        raise ValueError(
+            f"pair dataset lacks column(s) {missing}; expected the pair schema of docs/architecture.md "
+            f"(has {pairs.column_names})"
+        )
+    chosen, n_c = encode_prompt_response(tokenizer, pairs["prompt"], pairs["chosen"], max_length)
+    rejected, n_r = encode_prompt_response(tokenizer, pairs["prompt"], pairs["rejected"], max_length)
+    columns = {
+        "chosen_ids": chosen,
+        "rejected_ids": rejected,
+        # A pair costs its longer side: both halves are padded to one length in the batch.
+        "length": [max(len(c), len(r)) for c, r in zip(chosen, rejected)],
+    }
+    if use_margin:
+        columns["margin"] = [float(m) for m in pairs["margin"]]
+    return Dataset.from_dict(columns), n_c + n_r
+
+
+def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
+
+
+def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> RewardConfig:
+    """TRL's RewardConfig from ours; every CPU-hostile TRL default (bf16, checkpointing) set explicitly."""
+    return RewardConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        center_rewards_coefficient=cfg.center_rewards_coefficient,
+        max_length=None,  # we truncate while tokenizing; TRL would silently drop over-long pairs
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,  # keep `length` for the sampler; the collator ignores it
+        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
+        eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_dropout=True,
+        dataloader_num_workers=0,
+    )
+
+
+def train_reward_model(
+    model_or_source: str | Path | PretrainedConfig | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    pairs: DatasetDict,
+    out_dir: str | Path,
+    cfg: RewardStageConfig,
+    report_to: list[str] | None = None,
+    reference: Dataset | None = None,
+    log: LogFn | None = None,
+) -> RewardResult:
+    """Train a reward model on `pairs["train"]` (curves on `pairs["validation"]`), save it to `out_dir`.
+
+    `reference` holds SFT rows (`prompt`, `completion`): their completions set the normalization bias.
+    Without it the bias is fit on the chosen responses of the validation pairs (a weaker stand-in).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "train" not in pairs:
+        raise ValueError(f"pairs must have a 'train' split; has {list(pairs.keys())}")
+
+    # 1. Model with a one-logit head and the tokenizer's (distinct) pad id.
+    if isinstance(model_or_source, PreTrainedModel):
+        model = model_or_source
+    else:
+        model = build_reward_model(model_or_source, tokenizer, seed=cfg.seed)
+    check_reward_model(model, tokenizer)
+    base_name = str(model_or_source) if isinstance(model_or_source, (str, Path)) else type(model).__name__
+
+    # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
+    train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)
+    train_ds, n_cut = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, cfg.use_margin)
+    eval_ds = None
+    if "validation" in pairs and len(pairs["validation"]):
+        val_pairs = _subsample(pairs["validation"], cfg.max_eval_pairs, cfg.seed)
+        eval_ds, _ = tokenize_pairs(val_pairs, tokenizer, cfg.max_length, cfg.use_margin)
+
+    peft_config = None
+    if cfg.lora is not None:
+        from peft import LoraConfig, TaskType
+
+        peft_config = LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            modules_to_save=["score"],  # the new head must train fully
+        )
+
+    # 3. Train (resumes from out_dir/checkpoints when asked and present).
+    args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[ForwardLogs(log, "rm")] if log else None,
+    )
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(out_dir / "checkpoints", cfg.resume))
+    runtime = time.perf_counter() - start
+    metrics = {f"rm/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
+    if eval_ds is not None:
+        final_eval = trainer.evaluate()
+        metrics.update({f"rm/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})
+
+    # 4. Save (LoRA merged into the base so every reader loads a plain model).
+    model = trainer.model
+    if cfg.lora is not None:
+        model = model.merge_and_unload()
+    normalization = None
+    if trainer.is_world_process_zero():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+
+        # 5. Normalize: reference TL;DRs score mean 0 (Stiennon et al. 2020).
+        scorer = RewardScorer(
+            model.eval(),
+            tokenizer,
+            RewardFileConfig(max_length=cfg.max_length, base_model=base_name),
+            batch_size=cfg.scoring_batch_size,
+        )
+        if reference is not None and len(reference):
+            ref = _subsample(reference, cfg.n_reference, cfg.seed)
+            normalization = scorer.fit_bias(ref["prompt"], ref["completion"], progress=True)
+        else:
+            ref = _subsample(pairs.get("validation", train_pairs), cfg.n_reference, cfg.seed)
+            normalization = scorer.fit_bias(ref["prompt"], ref["chosen"], progress=True)
+        normalization.save(out_dir)
+        metrics["rm/normalization/bias"] = normalization.bias
+        metrics["rm/normalization/raw_reference_std"] = normalization.raw_reference_std or 0.0
+    trainer.accelerator.wait_for_everyone()
+    return RewardResult(
+        model_dir=out_dir,
+        global_step=trainer.state.global_step,
+        train_runtime_s=runtime,
+        n_train_pairs=len(train_ds),
+        n_eval_pairs=len(eval_ds) if eval_ds is not None else 0,
+        n_truncated=n_cut,
+        metrics=metrics,
+        normalization=normalization,
+    )
