@@ -1,0 +1,113 @@
+"""Gold quality of a summary: the hidden truth behind the simulated upvotes, computable on ANY text.
+
+    from data.sim.gold import gold_score, gold_components
+    gold_score(post_text, " my bf (27M) lost my ring at the beach. What do I do?")  # -> float in [0, 1]
+
+`post_text` is the post's title + body, or the formatted prompt
+("SUBREDDIT: r/x\\n\\nTITLE: ...\\n\\nPOST: ...\\n\\nTL;DR:"); anything from the last line that starts with
+"TL;DR" on is cut off first, so the author's own TL;DR never counts as part of the post.
+
+Rule (fixed, documented here once):
+1. Facts of a text = lexicon words of `data.sim.text.LEXICON` (people, places, events, objects; aliases like
+   "bf" map to "boyfriend"; a plural "s" is dropped when the singular is a lexicon word), plus age tags
+   ("25F", "(25 f)") and numbers ("$1,200" -> "1200"; the digits of an age tag are not a second number).
+2. coverage   = |facts(summary) & facts(post)| / min(|facts(post)|, 6)   capped at 1 (6 facts fit a TL;DR).
+   precision  = |facts(summary) & facts(post)| / |facts(summary)|, 0 when the summary states no fact
+               (1 - precision is the share of hallucinated or wrong facts).
+   length     = 1 for 10..35 words, n/10 below, 35/n above.
+   repetition = 1 - distinct word bigrams / word bigrams.
+   rude       = 1 if any word of `RUDE_WORDS` occurs.
+3. gold = clip(0.45 coverage + 0.20 precision + 0.20 length + 0.15 (1 - repetition) - 0.30 rude, 0, 1).
+A leading "TL;DR:"/"tl;dr" marker on the summary is ignored. An empty summary scores 0.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from data.sim.text import ALIASES, FACT_WORDS, RUDE_WORDS
+
+COVERAGE_CAP = 6
+LENGTH_RANGE = (10, 35)
+WEIGHTS = {"coverage": 0.45, "precision": 0.20, "length": 0.20, "non_repetition": 0.15, "rude": -0.30}
+
+_AGE = re.compile(r"\b(\d{2})\s?([mfMF])\b")
+_NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")
+_WORD = re.compile(r"[a-z]+")
+_TLDR_LINE = re.compile(r"(?im)^[ \t]*(?:tl;?\s?dr|tldr)\b")
+_TLDR_PREFIX = re.compile(r"^\s*(?:tl;?\s?dr|tldr)\s*[:;,.\-]*\s*", re.IGNORECASE)
+
+
+def strip_tldr(post_text: str) -> str:
+    """The post without its TL;DR paragraph (or the prompt's trailing "TL;DR:"): from the last line that
+    starts with TL;DR on."""
+    matches = list(_TLDR_LINE.finditer(post_text))
+    return post_text[: matches[-1].start()] if matches else post_text
+
+
+def _normalize(word: str) -> str | None:
+    word = ALIASES.get(word, word)
+    if word in FACT_WORDS:
+        return word
+    if word.endswith("s") and word[:-1] in FACT_WORDS:
+        return word[:-1]
+    return None
+
+
+def extract_facts(text: str) -> frozenset[str]:
+    """Facts stated in `text` (rule 1 of the module docstring)."""
+    facts: set[str] = set()
+    rest = text
+    for m in _AGE.finditer(text):
+        facts.add(f"{m.group(1)}{m.group(2).lower()}")
+    rest = _AGE.sub(" ", rest)
+    for m in _NUMBER.finditer(rest):
+        digits = m.group(0).lstrip("$").replace(",", "").rstrip(".")
+        if digits:
+            facts.add(digits)
+    for w in _WORD.findall(rest.lower()):
+        n = _normalize(w)
+        if n:
+            facts.add(n)
+    return frozenset(facts)
+
+
+@lru_cache(maxsize=8192)
+def _post_facts(post_text: str) -> frozenset[str]:
+    return extract_facts(strip_tldr(post_text))
+
+
+def gold_components(post_text: str, summary: str) -> dict[str, float]:
+    """Every term of the gold score (for reports), plus `gold` itself."""
+    summary = _TLDR_PREFIX.sub("", summary.strip())
+    post_facts = _post_facts(post_text)
+    sum_facts = extract_facts(summary)
+    words = _WORD.findall(summary.lower())
+    n = len(words)
+    hits = len(sum_facts & post_facts)
+    coverage = min(1.0, hits / max(1, min(len(post_facts), COVERAGE_CAP)))
+    precision = hits / len(sum_facts) if sum_facts else 0.0
+    lo, hi = LENGTH_RANGE
+    length = 0.0 if n == 0 else (n / lo if n < lo else (hi / n if n > hi else 1.0))
+    bigrams = list(zip(words, words[1:]))
+    repetition = 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    rude = 1.0 if any(w in RUDE_WORDS for w in words) else 0.0
+    gold = (
+        WEIGHTS["coverage"] * coverage
+        + WEIGHTS["precision"] * precision
+        + WEIGHTS["length"] * length
+        + WEIGHTS["non_repetition"] * (1.0 - repetition)
+        + WEIGHTS["rude"] * rude
+    )
+    gold = 0.0 if n == 0 else min(1.0, max(0.0, gold))
+    return {
+        "gold": gold, "coverage": coverage, "precision": precision, "length": length,
+        "repetition": repetition, "rude": rude, "n_words": float(n), "n_post_facts": float(len(post_facts)),
+        "n_summary_facts": float(len(sum_facts)), "n_hallucinated": float(len(sum_facts - post_facts)),
+    }
+
+
+def gold_score(post_text: str, summary: str) -> float:
+    """Hidden quality in [0, 1] of `summary` as a TL;DR of `post_text` (rule in the module docstring)."""
+    return gold_components(post_text, summary)["gold"]
