@@ -1,0 +1,209 @@
+"""Data cards: what a built dataset holds, what every rule removed, and (in the simulated world) how often
+upvotes agree with the hidden quality.
+
+    from data.card import summarize
+    print(summarize(json.load(open("runs/demo/data/data_card.json"))))
+
+Written by `data.pairs.build_datasets` as `data_card.json` (machine-readable, the report reads it) and
+`data_card.md` (for people). With a gold function (`data.sim.gold.gold_score(post_text, summary)`) the card
+measures the label noise of each strategy: the share of pairs whose preferred side has the higher gold
+quality, for same_post pairs built WITH and WITHOUT the timestamp rule, which is the direct test of
+whether that rule removes exposure-time noise. A Bayes-ceiling callable adds the best accuracy any reward
+model could reach on those pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import datasets
+from pydantic import BaseModel, ConfigDict, Field
+
+from data.splits import hash_unit
+
+GoldFn = Callable[[str, str], float]  # (post_text, summary) -> hidden quality
+BayesFn = Callable[[datasets.Dataset], float]  # pairs (pair schema) -> Bayes-optimal pair accuracy
+
+
+class CardConfig(BaseModel):
+    """What the data card computes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantiles: list[float] = Field(
+        [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0], description="Quantiles reported for score distributions."
+    )
+    gold_max_pairs: int = Field(
+        5000, ge=1, description="Gold agreement is measured on at most this many pairs (seeded hash sample)."
+    )
+    seed: int = Field(0, description="Seed of the gold-evaluation sample.")
+
+
+def quantiles(values: list[float], qs: list[float]) -> dict[str, float]:
+    """Linear-interpolation quantiles (numpy's default), keyed "q0.5"; empty input -> {}."""
+    if not values:
+        return {}
+    xs = sorted(values)
+    out = {}
+    for q in qs:
+        pos = q * (len(xs) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        out[f"q{q:g}"] = float(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
+    return out
+
+
+def _all_splits(dd: datasets.DatasetDict) -> datasets.Dataset:
+    return datasets.concatenate_datasets([dd[s] for s in dd])
+
+
+def gold_agreement(pairs: datasets.Dataset, gold_fn: GoldFn, max_pairs: int, seed: int) -> dict[str, float | None]:
+    """Share of pairs whose chosen response has the higher gold score (ties counted apart).
+
+    cross_post rows are scored against their own posts (`post_text` / `rejected_post_text`).
+    """
+    if len(pairs) > max_pairs:
+        order = sorted(range(len(pairs)), key=lambda i: hash_unit(pairs[i]["pair_id"], f"gold-{seed}"))
+        pairs = pairs.select(sorted(order[:max_pairs]))
+    agree = ties = 0
+    has_rejected_post = "rejected_post_text" in pairs.column_names
+    for row in pairs:
+        g_chosen = gold_fn(row["post_text"], row["chosen"].strip())
+        g_rejected = gold_fn(row["rejected_post_text"] if has_rejected_post else row["post_text"], row["rejected"].strip())
+        agree += g_chosen > g_rejected
+        ties += g_chosen == g_rejected
+    n = len(pairs)
+    # None (JSON null), not NaN, when there are no pairs: NaN is not valid JSON.
+    return {"pairs": n, "preferred_has_higher_gold": agree / n if n else None, "gold_ties": ties / n if n else None}
+
+
+def _counts(dd: datasets.DatasetDict | None) -> dict[str, int]:
+    return {s: len(dd[s]) for s in dd} if dd is not None else {}
+
+
+def build_card(
+    *,
+    cfg: CardConfig,
+    config: Mapping[str, Any],
+    records: Mapping[str, int],
+    drops: Mapping[str, int],
+    pairs: datasets.DatasetDict,
+    cross_post: datasets.DatasetDict | None,
+    sft: datasets.DatasetDict,
+    split_info: Mapping[str, Any],
+    gold_fn: GoldFn | None = None,
+    bayes_fn: BayesFn | None = None,
+    time_rule_variants: Mapping[str, datasets.DatasetDict] | None = None,
+) -> dict:
+    """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks."""
+    all_pairs = _all_splits(pairs)
+    all_sft = _all_splits(sft)
+    strategies = sorted(set(all_pairs["strategy"]))
+    by_sub: dict[str, dict[str, int]] = {}
+    for sub, strategy in zip(all_pairs["subreddit"], all_pairs["strategy"]):
+        by_sub.setdefault(sub, {}).setdefault(strategy, 0)
+        by_sub[sub][strategy] += 1
+    qs = cfg.quantiles
+    scores = {
+        "pairs/chosen_score": quantiles(all_pairs["chosen_score"], qs),
+        "pairs/rejected_score": quantiles(all_pairs["rejected_score"], qs),
+        "pairs/score_ratio": quantiles(all_pairs["score_ratio"], qs),
+        "pairs/margin": quantiles(all_pairs["margin"], qs),
+        "sft/post_score": quantiles(all_sft["score"], qs),
+        "sft/completion_chars": quantiles([len(c) for c in all_sft["completion"]], qs),
+    }
+    datasets_by_name: dict[str, datasets.Dataset] = {
+        f"pairs/{s}": all_pairs.filter(lambda r, s=s: r["strategy"] == s) for s in strategies
+    }
+    if cross_post is not None:
+        datasets_by_name["pairs_cross_post"] = _all_splits(cross_post)
+    for name, dd in (time_rule_variants or {}).items():
+        datasets_by_name[f"same_post/{name}"] = _all_splits(dd)
+    gold = (
+        {k: gold_agreement(v, gold_fn, cfg.gold_max_pairs, cfg.seed) for k, v in datasets_by_name.items()}
+        if gold_fn is not None
+        else {}
+    )
+    bayes = {k: float(bayes_fn(v)) for k, v in datasets_by_name.items() if len(v)} if bayes_fn is not None else {}
+    splits = {"pairs": _counts(pairs), "sft": _counts(sft)}
+    if cross_post is not None:
+        splits["pairs_cross_post"] = _counts(cross_post)
+    summary: dict[str, float] = {f"{name}_{s}": n for name, c in splits.items() for s, n in c.items()}
+    summary.update({f"gold_agreement/{k}": v["preferred_has_higher_gold"] for k, v in gold.items()})
+    summary.update({f"bayes_ceiling/{k}": v for k, v in bayes.items()})
+    summary["dropped_total"] = sum(drops.values())
+    return {
+        "records": dict(records),
+        "splits": splits,
+        "split_rule": dict(split_info),
+        "drops": dict(sorted(drops.items())),
+        "pairs_by_subreddit_strategy": dict(sorted(by_sub.items())),
+        "score_quantiles": scores,
+        "gold_agreement": gold,
+        "bayes_ceiling": bayes,
+        "summary": summary,
+        "config": dict(config),
+    }
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def render_markdown(card: Mapping[str, Any]) -> str:
+    """The card for people: one table per section."""
+    lines = ["# Data card", "", "## Records", ""]
+    lines += [f"- {k}: {v}" for k, v in card["records"].items()]
+    lines += ["", "## Split sizes", "", "| dataset | " + " | ".join(("train", "validation", "test")) + " |", "| --- | --- | --- | --- |"]
+    for name, counts in card["splits"].items():
+        lines.append(f"| {name} | " + " | ".join(str(counts.get(s, 0)) for s in ("train", "validation", "test")) + " |")
+    lines += ["", f"Split rule: {card['split_rule']}", "", "## Rows dropped, by rule", "", "| rule | rows |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in card["drops"].items()]
+    strategies = sorted({s for per in card["pairs_by_subreddit_strategy"].values() for s in per})
+    lines += ["", "## Pairs per subreddit and strategy", "", "| subreddit | " + " | ".join(strategies) + " |",
+              "| --- |" + " --- |" * len(strategies)]
+    for sub, per in card["pairs_by_subreddit_strategy"].items():
+        lines.append(f"| r/{sub} | " + " | ".join(str(per.get(s, 0)) for s in strategies) + " |")
+    lines += ["", "## Score distributions (quantiles)", ""]
+    for name, qv in card["score_quantiles"].items():
+        lines.append(f"- {name}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in qv.items()) or "(empty)"))
+    if card["gold_agreement"] or card["bayes_ceiling"]:
+        lines += ["", "## Agreement with gold quality", "",
+                  "Share of pairs whose preferred side has the higher gold score (the timestamp rule's effect: "
+                  "compare `same_post/with_time_rule` and `same_post/without_time_rule`).", "",
+                  "| pairs | n | preferred has higher gold | gold ties | Bayes ceiling |", "| --- | --- | --- | --- | --- |"]
+        for name in sorted(set(card["gold_agreement"]) | set(card["bayes_ceiling"])):
+            g = card["gold_agreement"].get(name, {})
+            lines.append(f"| {name} | {g.get('pairs', '')} | {_fmt(g.get('preferred_has_higher_gold', ''))} | "
+                         f"{_fmt(g.get('gold_ties', ''))} | {_fmt(card['bayes_ceiling'].get(name, ''))} |")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(card: Mapping[str, Any], top_drops: int = 8) -> str:
+    """A few lines for the CLI: split sizes, the largest drop reasons, gold agreement."""
+    out = []
+    for name, counts in card["splits"].items():
+        out.append(f"{name:>17}: " + "  ".join(f"{s}={n}" for s, n in counts.items()))
+    biggest = sorted(card["drops"].items(), key=lambda kv: -kv[1])[:top_drops]
+    if biggest:
+        out.append("   largest drops: " + ", ".join(f"{k}={v}" for k, v in biggest))
+    for name, g in card["gold_agreement"].items():
+        ceiling = card["bayes_ceiling"].get(name)
+        extra = f" (Bayes ceiling {ceiling:.3f})" if ceiling is not None else ""
+        out.append(f"  gold agreement {name}: {_fmt(g['preferred_has_higher_gold'])} on {g['pairs']} pairs{extra}")
+    return "\n".join(out)
+
+
+def write_card(card: Mapping[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """`data_card.json` and `data_card.md` under out_dir (each written whole, then renamed)."""
+    out_dir = Path(out_dir)
+    paths = (out_dir / "data_card.json", out_dir / "data_card.md")
+    for path, text in zip(paths, (json.dumps(card, indent=2, default=str), render_markdown(card))):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return paths
