@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import datasets
@@ -78,6 +79,13 @@ def test_shp_filters_and_token_budget(shp_dir: Path) -> None:
     for prompt in train["prompt"]:
         assert len(prompt) <= 70 and "More details" not in prompt  # cut at the newline
         assert prompt.endswith("?\n\nTL;DR:")
+
+
+def test_shp_margin_from_score_ratio(shp_dir: Path) -> None:
+    cfg = HubConfig(dataset="shp", path=str(shp_dir), margin={"enabled": True, "scale": 1.0})
+    train = load_hub_pairs(cfg).pairs["train"]
+    for ratio, margin in zip(train["score_ratio"], train["margin"]):
+        assert margin == pytest.approx(math.log(ratio)) and margin >= 0
 
 
 def summarize_row(pid: str, choice: int, split: str, *, post: str | None = "I did a thing.\nIt went badly.",

@@ -32,6 +32,7 @@ import datasets
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from data.pairs import PAIR_FEATURES, MarginConfig, pair_margin, score_ratio
 from data.prompts import PromptConfig, as_token_counter, format_response, prepare_post
 
 HUB_NAMES = {"shp": "stanfordnlp/SHP", "summarize_from_feedback": "openai/summarize_from_feedback"}
@@ -39,29 +40,6 @@ SPLITS = ("train", "validation", "test")
 # summarize_from_feedback's own split names, and the names files in a local directory may carry.
 SPLIT_ALIASES = {"train": "train", "valid1": "validation", "valid2": "test", "validation": "validation",
                  "valid": "validation", "dev": "validation", "test": "test"}
-
-# The pair schema of docs/architecture.md (owned by data/pairs.py once it exists; kept here identical).
-PAIR_FEATURES = datasets.Features(
-    {
-        "pair_id": datasets.Value("string"),
-        "post_id": datasets.Value("string"),
-        "subreddit": datasets.Value("string"),
-        "strategy": datasets.Value("string"),
-        "prompt": datasets.Value("string"),
-        "chosen": datasets.Value("string"),
-        "rejected": datasets.Value("string"),
-        "chosen_id": datasets.Value("string"),
-        "rejected_id": datasets.Value("string"),
-        "chosen_score": datasets.Value("int64"),
-        "rejected_score": datasets.Value("int64"),
-        "score_ratio": datasets.Value("float64"),
-        "margin": datasets.Value("float64"),
-        "chosen_created_utc": datasets.Value("float64"),
-        "rejected_created_utc": datasets.Value("float64"),
-        "post_text": datasets.Value("string"),
-    }
-)
-
 
 class HubConfig(BaseModel):
     """Which public dataset to load, from where, and which of its pairs to keep."""
@@ -89,6 +67,9 @@ class HubConfig(BaseModel):
     )
     max_pairs_per_split: int | None = Field(None, gt=0, description="Cap each split (for quick runs); None: all.")
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Prompt budget and post filters.")
+    margin: MarginConfig = Field(
+        default_factory=MarginConfig, description="SHP pairs' margin from their score ratio (human pairs: 0)."
+    )
 
 
 @dataclass
@@ -190,7 +171,7 @@ def shp_pair(row: Mapping[str, Any], cfg: HubConfig, count_tokens: Callable[[str
     c, r = (0, 1) if a_first else (1, 0)
     scores = (score_a, score_b)
     ratio = row.get("score_ratio")
-    ratio = float(ratio) if ratio is not None else scores[c] / max(scores[r], 1)
+    ratio = float(ratio) if ratio is not None else score_ratio(scores[c], scores[r])
     if ratio < cfg.min_score_ratio:
         return None, "score_ratio"
     post, reason = prepare_post(_post_row(post_id, subreddit, "", history or ""), cfg.prompt, count_tokens)
@@ -209,7 +190,7 @@ def shp_pair(row: Mapping[str, Any], cfg: HubConfig, count_tokens: Callable[[str
         "chosen_score": scores[c],
         "rejected_score": scores[r],
         "score_ratio": ratio,
-        "margin": 0.0,
+        "margin": pair_margin(ratio, cfg.margin),
         "chosen_created_utc": times[c],
         "rejected_created_utc": times[r],
         "post_text": post.post_text,
