@@ -35,6 +35,7 @@ WEIGHTS = {"coverage": 0.45, "precision": 0.20, "length": 0.20, "non_repetition"
 _AGE = re.compile(r"\b(\d{2})\s?([mfMF])\b")
 _NUMBER = re.compile(r"\$?\d[\d,]*(?:\.\d+)?")
 _WORD = re.compile(r"[a-z]+")
+_DIGIT = re.compile(r"\d")
 _TLDR_LINE = re.compile(r"(?im)^[ \t]*(?:tl;?\s?dr|tldr)\b")
 _TLDR_PREFIX = re.compile(r"^\s*(?:tl;?\s?dr|tldr)\s*[:;,.\-]*\s*", re.IGNORECASE)
 
@@ -46,30 +47,21 @@ def strip_tldr(post_text: str) -> str:
     return post_text[: matches[-1].start()] if matches else post_text
 
 
-def _normalize(word: str) -> str | None:
-    word = ALIASES.get(word, word)
-    if word in FACT_WORDS:
-        return word
-    if word.endswith("s") and word[:-1] in FACT_WORDS:
-        return word[:-1]
-    return None
+# word -> fact it states: lexicon words, their plurals (unless the plural is itself a lexicon word), aliases.
+_FACT_OF: dict[str, str] = {**{w + "s": w for w in FACT_WORDS}, **{w: w for w in FACT_WORDS}, **ALIASES}
 
 
 def extract_facts(text: str) -> frozenset[str]:
     """Facts stated in `text` (rule 1 of the module docstring)."""
     facts: set[str] = set()
     rest = text
-    for m in _AGE.finditer(text):
-        facts.add(f"{m.group(1)}{m.group(2).lower()}")
-    rest = _AGE.sub(" ", rest)
-    for m in _NUMBER.finditer(rest):
-        digits = m.group(0).lstrip("$").replace(",", "").rstrip(".")
-        if digits:
-            facts.add(digits)
-    for w in _WORD.findall(rest.lower()):
-        n = _normalize(w)
-        if n:
-            facts.add(n)
+    if _DIGIT.search(text):
+        for m in _AGE.finditer(text):
+            facts.add(f"{m.group(1)}{m.group(2).lower()}")
+        rest = _AGE.sub(" ", rest)
+        for m in _NUMBER.finditer(rest):
+            facts.add(m.group(0).lstrip("$").replace(",", ""))
+    facts.update(_FACT_OF[w] for w in _WORD.findall(rest.lower()) if w in _FACT_OF)
     return frozenset(facts)
 
 
@@ -92,7 +84,7 @@ def gold_components(post_text: str, summary: str) -> dict[str, float]:
     length = 0.0 if n == 0 else (n / lo if n < lo else (hi / n if n > hi else 1.0))
     bigrams = list(zip(words, words[1:]))
     repetition = 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
-    rude = 1.0 if any(w in RUDE_WORDS for w in words) else 0.0
+    rude = 0.0 if RUDE_WORDS.isdisjoint(words) else 1.0
     gold = (
         WEIGHTS["coverage"] * coverage
         + WEIGHTS["precision"] * precision

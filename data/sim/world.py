@@ -92,7 +92,7 @@ class WorldConfig(BaseModel):
     post_scale: float = Field(40.0, gt=0, description="Median post score in a subreddit of popularity 1.")
     comment_scale: float = Field(8.0, gt=0, description="Median exp(L) of a gold-0.5 first comment, popularity 1.")
     quality_strength: float = Field(4.0, ge=0, description="Log-score per unit of gold quality.")
-    noise: float = Field(1.0, ge=0, description="Std of the Gaussian log-score noise (tuned: Bayes ceiling ~0.75).")
+    noise: float = Field(1.2, ge=0, description="Std of the Gaussian log-score noise (tuned: Bayes ceiling ~0.75).")
     post_noise: float = Field(0.8, ge=0, description="Std of the Gaussian log-score noise of posts.")
     attention_share: float = Field(0.7, ge=0, description="How much a post's popularity lifts its comments.")
     exposure_strength: float = Field(
