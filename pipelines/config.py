@@ -10,6 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from data.pairs import DatasetsConfig
+from data.sim.world import WorldConfig
+from data.sources.dumps import DumpConfig
+from data.sources.hub import HubConfig
 from policy.models import ModelSpec, TokenizerSpec
 
 
@@ -38,11 +42,30 @@ class RunConfig(BaseModel):
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 
 
+class ScrapeSection(BaseModel):
+    """Where records come from. Credentials are never config: they come from the environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["sim", "reddit", "dumps"] = Field(
+        "sim", description="`sim`: the simulated Reddit over HTTP via praw; `reddit`: reddit.com; `dumps`: files."
+    )
+    dumps: DumpConfig | None = Field(None, description="Dump files and filters (source=dumps).")
+    human_eval: HubConfig | None = Field(
+        None,
+        description="Human comparisons (summarize_from_feedback shape) for the reward model's human-agreement "
+        "evaluation; None skips it.",
+    )
+
+
 class ExperimentConfig(BaseModel):
     """All stages of one experiment."""
 
     model_config = ConfigDict(extra="forbid")
 
     run: RunConfig = Field(default_factory=RunConfig)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    scrape: ScrapeSection = Field(default_factory=ScrapeSection)
+    data: DatasetsConfig = Field(default_factory=DatasetsConfig)
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     policy: ModelSpec = Field(default_factory=ModelSpec)

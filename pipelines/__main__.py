@@ -1,0 +1,49 @@
+"""`python -m pipelines <stage> --config configs/X.yaml [dotted.key=value ...]`: one CLI for every stage."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pipelines import configio  # noqa: E402
+from pipelines.config import ExperimentConfig  # noqa: E402
+from pipelines.demo import run_demo  # noqa: E402
+from pipelines.stages import STAGES, Stage, run_stage  # noqa: E402
+import pipelines.stages.all  # noqa: E402,F401  (registers the stages)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description="upvote-rlhf: RLHF from Reddit upvotes. Each subcommand runs one stage into runs/<name>/<stage>/.",
+    )
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    stages = [*STAGES.values(), Stage("demo", lambda ctx: {}, "Run every stage in order (skipping complete ones), then the report.")]
+    for stage in stages:
+        p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        p.add_argument("--config", default="configs/demo.yaml", help="experiment YAML (default: configs/demo.yaml)")
+        p.add_argument("--force", action="store_true", help="redo the stage even if its complete output exists")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. ppo.kl_coef=0.1")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = configio.load(ExperimentConfig, args.config, args.overrides)
+    except configio.ConfigError as err:
+        print(f"config error:\n{err}", file=sys.stderr)
+        return 2
+    if args.stage == "demo":
+        run_demo(cfg, force=args.force)
+    else:
+        run_stage(args.stage, cfg, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Stage registry: each CLI subcommand is a `Stage` whose function does the work of one pipeline step.
+
+`run_stage` gives every stage the same life cycle: skip if complete, seed, save the resolved config,
+open a W&B run (one group per run directory), call the function, record its final metrics and the
+commit that produced them, then mark the stage complete.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipelines.config import ExperimentConfig
+from pipelines.rundir import StageDir
+from pipelines.tracking import Tracker
+
+
+@dataclass
+class Context:
+    """What a stage function gets: the config, its folder, the run root and a tracker."""
+
+    cfg: ExperimentConfig
+    stage_dir: StageDir
+    tracker: Tracker
+
+    @property
+    def out(self) -> Path:
+        return self.stage_dir.path
+
+    @property
+    def run_root(self) -> Path:
+        return self.stage_dir.root
+
+    def stage_path(self, stage: str) -> Path:
+        """Output folder of an earlier stage; a clear error if that stage has not completed."""
+        other = StageDir(self.run_root, stage)
+        if not other.is_complete():
+            raise RuntimeError(
+                f"stage '{self.stage_dir.stage}' needs the output of stage '{stage}' in {other.path}, which is "
+                f"missing or incomplete: run `python -m pipelines {stage} --config ...` (or `make {stage}`) first"
+            )
+        return other.path
+
+
+@dataclass
+class Stage:
+    name: str
+    fn: Callable[[Context], dict]
+    help: str
+    resumable: bool = False  # True: an incomplete folder is resumed (checkpoints), not wiped
+    tracked: bool = True  # False: no W&B run (e.g. serving the simulated Reddit)
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def register(name: str, help: str, resumable: bool = False, tracked: bool = True):
+    def wrap(fn: Callable[[Context], dict]) -> Callable[[Context], dict]:
+        STAGES[name] = Stage(name, fn, help, resumable, tracked)
+        return fn
+
+    return wrap
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_root(cfg: ExperimentConfig) -> Path:
+    return Path(cfg.run.root) / cfg.run.name
+
+
+def run_stage(name: str, cfg: ExperimentConfig, force: bool = False) -> dict:
+    """Run one stage with the common life cycle; returns its final metrics."""
+    stage = STAGES[name]
+    sd = StageDir(run_root(cfg), name)
+    if sd.is_complete() and not force:
+        print(f"[{name}] complete output in {sd.path}: skipped (use --force to redo)")
+        return sd.metrics()
+    if cfg.run.wandb.mode:
+        os.environ["WANDB_MODE"] = cfg.run.wandb.mode
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    seed_everything(cfg.run.seed)
+    started = time.time()
+    sd.start(cfg, fresh=force or not stage.resumable)
+    tracker = Tracker(
+        sd.path,
+        name,
+        cfg.model_dump(mode="json"),
+        group=cfg.run.name,
+        project=cfg.run.wandb.project,
+        enabled=stage.tracked and cfg.run.wandb.enabled and os.environ.get("WANDB_MODE") != "disabled",
+        wandb_dir=sd.root,
+    )
+    with tracker:
+        metrics = stage.fn(Context(cfg, sd, tracker)) or {}
+        seconds = time.time() - started
+        tracker.summary({**metrics, f"time/{name}_seconds": seconds})
+    sd.finish(seconds, seed=cfg.run.seed)
+    print(f"[{name}] done in {seconds:.1f} s -> {sd.path}")
+    return metrics

@@ -1,0 +1,3 @@
+"""Importing this module registers every stage (in pipeline order)."""
+
+from pipelines.stages import build_data  # noqa: F401
