@@ -25,7 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from data.splits import hash_unit
 
 GoldFn = Callable[[str, str], float]  # (post_text, summary) -> hidden quality
-BayesFn = Callable[[datasets.Dataset], float]  # pairs (pair schema) -> Bayes-optimal pair accuracy
+# (pairs in the pair schema, name of the set) -> Bayes-optimal pair accuracy. The name says which selection
+# rule made the pairs, which the ceiling must condition on: "pairs/same_post", "pairs/time_adjacent",
+# "pairs_cross_post", "same_post/with_time_rule", "same_post/without_time_rule".
+BayesFn = Callable[[datasets.Dataset, str], float]
 
 
 class CardConfig(BaseModel):
@@ -126,7 +129,7 @@ def build_card(
         if gold_fn is not None
         else {}
     )
-    bayes = {k: float(bayes_fn(v)) for k, v in datasets_by_name.items() if len(v)} if bayes_fn is not None else {}
+    bayes = {k: float(bayes_fn(v, k)) for k, v in datasets_by_name.items() if len(v)} if bayes_fn is not None else {}
     splits = {"pairs": _counts(pairs), "sft": _counts(sft)}
     if cross_post is not None:
         splits["pairs_cross_post"] = _counts(cross_post)

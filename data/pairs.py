@@ -660,3 +660,36 @@ def build_datasets(
     if log is not None:
         log({f"data/{k}": float(v) for k, v in card["summary"].items() if v is not None}, 0)
     return BuildResult(pairs=pairs.pairs, sft=sft.dataset, cross_post=pairs.cross_post, card=card, out_dir=out_dir)
+
+
+def sim_bayes_fn(world: Any, cfg: PairsConfig, max_pairs: int = 2000, n_samples: int = 500, seed: int = 0) -> BayesFn:
+    """A `BayesFn` for the simulated world: `world.bayes_accuracy` conditioned on the rule that made each set.
+
+    `world` is a `data.sim.world.SimWorld` (imported lazily: this module does not depend on the simulator).
+    same_post sets are exact (ratio, minimum score, timestamp rule); for time_adjacent (time gap) and
+    cross_post (normalized gap) the simulator's rule only approximates ours: no minimum score, no
+    timestamp rule. At most `max_pairs` pairs (a seeded hash sample) are evaluated per set.
+    """
+    from data.sim.world import PairRule
+
+    sp, ta = cfg.same_post, cfg.time_adjacent
+    no_floor = -(10**9)
+    rules = {
+        "pairs/same_post": PairRule(min_ratio=sp.min_score_ratio, min_score=sp.min_comment_score,
+                                    later_preferred=sp.require_chosen_later),
+        "same_post/with_time_rule": PairRule(min_ratio=sp.min_score_ratio, min_score=sp.min_comment_score,
+                                             later_preferred=True),
+        "same_post/without_time_rule": PairRule(min_ratio=sp.min_score_ratio, min_score=sp.min_comment_score,
+                                                later_preferred=False),
+        "pairs/time_adjacent": PairRule(min_ratio=ta.min_score_ratio, min_score=no_floor, later_preferred=False),
+        "pairs_cross_post": PairRule(min_ratio=1.0, min_score=no_floor, later_preferred=False),
+    }
+
+    def bayes(pairs: datasets.Dataset, name: str) -> float:
+        if name not in rules:
+            raise ValueError(f"no simulator pair rule for pair set {name!r}; known: {sorted(rules)}")
+        ids = sorted(zip(pairs["pair_id"], pairs["chosen_id"], pairs["rejected_id"]),
+                     key=lambda t: hash_unit(t[0], f"bayes-{seed}"))[:max_pairs]
+        return world.bayes_accuracy([(c, r) for _, c, r in ids], rule=rules[name], n_samples=n_samples, seed=seed)
+
+    return bayes

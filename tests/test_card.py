@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import datasets
+import pytest
 
 from data.card import quantiles, render_markdown, summarize
-from data.pairs import DatasetsConfig, build_datasets
+from data.pairs import DatasetsConfig, build_datasets, sim_bayes_fn
 from data.shards import ShardWriter
 
 T0 = 1_700_000_000.0
@@ -77,7 +78,7 @@ CFG = DatasetsConfig.model_validate(
 
 def test_card_counts_gold_and_files(tmp_path):
     root = write_world(tmp_path / "records")
-    result = build_datasets(root, tmp_path / "out", CFG, count_tokens=words, gold_fn=gold, bayes_fn=lambda ds: 0.875)
+    result = build_datasets(root, tmp_path / "out", CFG, count_tokens=words, gold_fn=gold, bayes_fn=lambda ds, name: 0.875 if name.endswith("without_time_rule") else 0.75)
     card = result.card
     # counts
     assert card["records"] == {"posts": 12, "comments": 60, "prepared_posts": 12}
@@ -97,6 +98,7 @@ def test_card_counts_gold_and_files(tmp_path):
     assert gold_card["same_post/without_time_rule"]["preferred_has_higher_gold"] == 0.5
     assert gold_card["pairs/same_post"]["preferred_has_higher_gold"] == 1.0
     assert card["bayes_ceiling"]["same_post/without_time_rule"] == 0.875
+    assert card["bayes_ceiling"]["pairs/same_post"] == 0.75
     # files
     out = tmp_path / "out"
     assert json.loads((out / "data_card.json").read_text())["drops"] == card["drops"]
@@ -132,3 +134,35 @@ def test_quantiles_and_markdown_without_gold():
     md = render_markdown(card)
     assert "| a/b | 2 |" in md and "gold" not in md.lower()
     assert "a/b=2" in summarize(card)
+
+
+def test_simulated_world_end_to_end(tmp_path):
+    """Sim world -> records (real converters) -> datasets: our post_text/TL;DR equal the world's truth, and
+    the card reports gold agreement and the simulator's Bayes ceiling for each pair set."""
+    world_mod = pytest.importorskip("data.sim.world")
+    from data.records import DeletedContent, comment_from_json, post_from_json
+    from data.sim.gold import gold_score
+
+    world = world_mod.SimWorld.generate(world_mod.WorldConfig(seed=1, posts_per_subreddit=12))
+    root = tmp_path / "records"
+    with ShardWriter(root, "posts") as wp, ShardWriter(root, "comments") as wc:
+        for kind, writer, convert, items in (("posts", wp, post_from_json, world.posts),
+                                             ("comments", wc, comment_from_json, world.comments.values())):
+            for raw in items:
+                try:
+                    writer.add(convert(raw, retrieved_utc=T0, salt="s", source="sim"))
+                except DeletedContent:
+                    pass
+    cfg = DatasetsConfig.model_validate({"pairs": {"time_adjacent": {"enabled": True}}, "sft": {"min_completion_tokens": 1}})
+    result = build_datasets(root, tmp_path / "out", cfg, count_tokens=words, gold_fn=gold_score,
+                            bayes_fn=sim_bayes_fn(world, cfg.pairs, n_samples=100))
+    sft = datasets.concatenate_datasets(list(result.sft.values()))
+    assert len(sft) > 20
+    for row in sft:
+        assert row["post_text"] == world.post_text(row["post_id"])
+        assert row["completion"] == " " + world.author_tldr(row["post_id"])
+    card = result.card
+    for name in ("pairs/same_post", "pairs/time_adjacent", "same_post/with_time_rule", "same_post/without_time_rule"):
+        assert card["gold_agreement"][name]["pairs"] > 0
+        assert 0.0 <= card["gold_agreement"][name]["preferred_has_higher_gold"] <= 1.0
+        assert 0.5 <= card["bayes_ceiling"][name] <= 1.0
