@@ -74,7 +74,8 @@ def gold_agreement(pairs: datasets.Dataset, gold_fn: GoldFn, max_pairs: int, see
     has_rejected_post = "rejected_post_text" in pairs.column_names
     for row in pairs:
         g_chosen = gold_fn(row["post_text"], row["chosen"].strip())
-        g_rejected = gold_fn(row["rejected_post_text"] if has_rejected_post else row["post_text"], row["rejected"].strip())
+        rejected_post = row["rejected_post_text"] if has_rejected_post else row["post_text"]
+        g_rejected = gold_fn(rejected_post, row["rejected"].strip())
         agree += g_chosen > g_rejected
         ties += g_chosen == g_rejected
     n = len(pairs)
@@ -157,32 +158,37 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(_fmt(x) for x in row) + " |" for row in rows]
+
+
 def render_markdown(card: Mapping[str, Any]) -> str:
     """The card for people: one table per section."""
+    splits = ("train", "validation", "test")
     lines = ["# Data card", "", "## Records", ""]
     lines += [f"- {k}: {v}" for k, v in card["records"].items()]
-    lines += ["", "## Split sizes", "", "| dataset | " + " | ".join(("train", "validation", "test")) + " |", "| --- | --- | --- | --- |"]
-    for name, counts in card["splits"].items():
-        lines.append(f"| {name} | " + " | ".join(str(counts.get(s, 0)) for s in ("train", "validation", "test")) + " |")
-    lines += ["", f"Split rule: {card['split_rule']}", "", "## Rows dropped, by rule", "", "| rule | rows |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in card["drops"].items()]
-    strategies = sorted({s for per in card["pairs_by_subreddit_strategy"].values() for s in per})
-    lines += ["", "## Pairs per subreddit and strategy", "", "| subreddit | " + " | ".join(strategies) + " |",
-              "| --- |" + " --- |" * len(strategies)]
-    for sub, per in card["pairs_by_subreddit_strategy"].items():
-        lines.append(f"| r/{sub} | " + " | ".join(str(per.get(s, 0)) for s in strategies) + " |")
+    lines += ["", "## Split sizes", ""]
+    split_rows = [[name, *(counts.get(s, 0) for s in splits)] for name, counts in card["splits"].items()]
+    lines += _table(["dataset", *splits], split_rows)
+    lines += ["", f"Split rule: {card['split_rule']}", "", "## Rows dropped, by rule", ""]
+    lines += _table(["rule", "rows"], [[k, v] for k, v in card["drops"].items()])
+    by_sub = card["pairs_by_subreddit_strategy"]
+    strategies = sorted({s for per in by_sub.values() for s in per})
+    lines += ["", "## Pairs per subreddit and strategy", ""]
+    lines += _table(["subreddit", *strategies], [[f"r/{sub}", *(per.get(s, 0) for s in strategies)]
+                                                 for sub, per in by_sub.items()])
     lines += ["", "## Score distributions (quantiles)", ""]
     for name, qv in card["score_quantiles"].items():
         lines.append(f"- {name}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in qv.items()) or "(empty)"))
-    if card["gold_agreement"] or card["bayes_ceiling"]:
+    gold, bayes = card["gold_agreement"], card["bayes_ceiling"]
+    if gold or bayes:
         lines += ["", "## Agreement with gold quality", "",
-                  "Share of pairs whose preferred side has the higher gold score (the timestamp rule's effect: "
-                  "compare `same_post/with_time_rule` and `same_post/without_time_rule`).", "",
-                  "| pairs | n | preferred has higher gold | gold ties | Bayes ceiling |", "| --- | --- | --- | --- | --- |"]
-        for name in sorted(set(card["gold_agreement"]) | set(card["bayes_ceiling"])):
-            g = card["gold_agreement"].get(name, {})
-            lines.append(f"| {name} | {g.get('pairs', '')} | {_fmt(g.get('preferred_has_higher_gold', ''))} | "
-                         f"{_fmt(g.get('gold_ties', ''))} | {_fmt(card['bayes_ceiling'].get(name, ''))} |")
+                  "Share of pairs whose preferred side has the higher gold score. The timestamp rule's effect: "
+                  "compare `same_post/with_time_rule` and `same_post/without_time_rule`.", ""]
+        rows = [[name, gold.get(name, {}).get("pairs"), gold.get(name, {}).get("preferred_has_higher_gold"),
+                 gold.get(name, {}).get("gold_ties"), bayes.get(name)] for name in sorted(set(gold) | set(bayes))]
+        lines += _table(["pairs", "n", "preferred has higher gold", "gold ties", "Bayes ceiling"], rows)
     return "\n".join(lines) + "\n"
 
 

@@ -329,7 +329,9 @@ def same_post_pairs(
     for c, r in comments:
         if r.score < cfg.min_comment_score:
             drops[d + "comment_score_below_min"] += 1
-        elif cfg.tldr_only and not is_tldr_like(c["body"], max_words=cfg.tldr_max_words, require_marker=cfg.tldr_require_marker):
+        elif cfg.tldr_only and not is_tldr_like(
+            c["body"], max_words=cfg.tldr_max_words, require_marker=cfg.tldr_require_marker
+        ):
             drops[d + "comment_not_tldr_like"] += 1
         else:
             keep.append(r)
@@ -434,7 +436,8 @@ def cross_post_pairs(
         if len(items) < cfg.min_subreddit_posts:
             drops[d + "subreddit_too_few_posts"] += len(items)
             continue
-        norm = dict(zip((p.id for p, _ in items), normalized_scores([p.score for p, _ in items], cfg.normalization)))  # 2.
+        # 2.
+        norm = dict(zip((p.id for p, _ in items), normalized_scores([p.score for p, _ in items], cfg.normalization)))
         groups: dict[str, list[tuple[PreparedPost, Response]]] = defaultdict(list)
         for item in items:
             groups[splitter.split_of(item[0].id, item[0].created_utc)].append(item)

@@ -78,7 +78,10 @@ CFG = DatasetsConfig.model_validate(
 
 def test_card_counts_gold_and_files(tmp_path):
     root = write_world(tmp_path / "records")
-    result = build_datasets(root, tmp_path / "out", CFG, count_tokens=words, gold_fn=gold, bayes_fn=lambda ds, name: 0.875 if name.endswith("without_time_rule") else 0.75)
+    def bayes(pairs: datasets.Dataset, name: str) -> float:
+        return 0.875 if name.endswith("without_time_rule") else 0.75
+
+    result = build_datasets(root, tmp_path / "out", CFG, count_tokens=words, gold_fn=gold, bayes_fn=bayes)
     card = result.card
     # counts
     assert card["records"] == {"posts": 12, "comments": 60, "prepared_posts": 12}
@@ -153,7 +156,9 @@ def test_simulated_world_end_to_end(tmp_path):
                     writer.add(convert(raw, retrieved_utc=T0, salt="s", source="sim"))
                 except DeletedContent:
                     pass
-    cfg = DatasetsConfig.model_validate({"pairs": {"time_adjacent": {"enabled": True}}, "sft": {"min_completion_tokens": 1}})
+    cfg = DatasetsConfig.model_validate(
+        {"pairs": {"time_adjacent": {"enabled": True}}, "sft": {"min_completion_tokens": 1}}
+    )
     result = build_datasets(root, tmp_path / "out", cfg, count_tokens=words, gold_fn=gold_score,
                             bayes_fn=sim_bayes_fn(world, cfg.pairs, n_samples=100))
     sft = datasets.concatenate_datasets(list(result.sft.values()))
