@@ -1,0 +1,165 @@
+"""PPO on a tiny GPT-2: it learns a trivially learnable reward, resumes exactly, and stops on NaN."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2ForSequenceClassification
+
+from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+from policy.ppo import PPOConfig, PPODivergedError, LoraSpec, build_value_model, derive_sizes, latest_checkpoint, train_ppo
+
+WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    rnd = random.Random(0)
+    return train_tokenizer([" ".join(rnd.choice(WORDS) for _ in range(20)) for _ in range(300)], vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def prompts() -> list[str]:
+    rnd = random.Random(1)
+    return [" ".join(rnd.choice(WORDS) for _ in range(5)) + " TL;DR:" for _ in range(64)]
+
+
+def make_models(tokenizer, seed: int = 0):
+    torch.set_num_threads(1)
+    policy = build_tiny_causal_lm(tokenizer, ModelSpec(n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=seed))
+    return policy, copy.deepcopy(policy), build_value_model(policy)
+
+
+def count_e(prompts: list[str], responses: list[str]) -> list[float]:
+    """Trivially learnable: a quarter point per letter 'e' in the response."""
+    return [r.count("e") / 4 for r in responses]
+
+
+def small_cfg(**overrides) -> PPOConfig:
+    base = dict(
+        total_episodes=16 * 20, per_device_train_batch_size=16, num_ppo_epochs=4, local_rollout_forward_batch_size=16,
+        response_length=8, temperature=1.0, missing_eos_penalty=None, learning_rate=1e-2, kl_coef=0.01,
+        save_every=100, sample_every=5, num_samples=2,
+    )
+    return PPOConfig(**(base | overrides))
+
+
+def test_ppo_learns_token_count(tokenizer, prompts, tmp_path: Path) -> None:
+    policy, ref, value = make_models(tokenizer)
+    init = {k: v.clone() for k, v in policy.state_dict().items()}
+    ref_init = {k: v.clone() for k, v in ref.state_dict().items()}
+    logged: list[tuple[int, dict]] = []
+    handed: list[list[dict]] = []
+    result = train_ppo(
+        policy, ref, value, tokenizer, prompts, count_e, small_cfg(), tmp_path,
+        log=lambda m, s: logged.append((s, m)), gold_fn=count_e, on_samples=lambda rows, s: handed.append(rows),
+    )
+    scores = [m["objective/scores"] for m in result.history]
+    assert len(scores) == 20 and [s for s, _ in logged] == list(range(1, 21))
+    assert sum(scores[-3:]) / 3 > scores[0] + 1.0, scores  # from ~0.2 to well above 1
+    for key in ("objective/kl", "objective/entropy", "objective/non_score_reward", "objective/gold", "ppo/policy/clipfrac_avg",
+                "ppo/policy/approxkl_avg", "ppo/loss/value", "ppo/val/explained_variance", "ppo/val/vpred",
+                "objective/response_length", "objective/no_eos_rate", "objective/beta", "ppo/lr", "time/generate",
+                "time/score", "time/train"):
+        assert key in result.history[-1] and math.isfinite(result.history[-1][key]), key
+    assert result.history[-1]["objective/kl"] > 0.1  # the policy moved away from the reference
+    assert result.history[0]["ppo/lr"] > result.history[-1]["ppo/lr"]  # linear decay
+    assert [rows[0]["step"] for rows in handed] == [1, 5, 10, 15, 20] and "gold" in handed[0][0]
+    # The policy changed, the reference did not; the outputs load the ordinary way.
+    assert any(not torch.equal(init[k], v) for k, v in policy.state_dict().items())
+    assert all(torch.equal(ref_init[k], v) for k, v in ref.state_dict().items())
+    reloaded = AutoModelForCausalLM.from_pretrained(result.policy_dir)
+    torch.testing.assert_close(reloaded.state_dict()["transformer.wte.weight"], policy.state_dict()["transformer.wte.weight"])
+    assert (result.value_model_dir / "config.json").exists()
+    assert latest_checkpoint(tmp_path).name == "step-0000020"
+
+
+def test_resume_reproduces_next_update(tokenizer, prompts, tmp_path: Path) -> None:
+    cfg = small_cfg(total_episodes=8 * 3, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                    num_ppo_epochs=2, local_rollout_forward_batch_size=4, save_every=2, learning_rate=3e-3)
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    policy, ref, value = make_models(tokenizer)
+    full = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, full_dir)
+    assert len(full.history) == 3
+    # Interrupted run: only the update-2 checkpoint survives; a fresh process resumes from it.
+    shutil.copytree(full_dir / "checkpoints" / "step-0000002", resumed_dir / "checkpoints" / "step-0000002")
+    policy2, ref2, value2 = make_models(tokenizer)
+    resumed = train_ppo(policy2, ref2, value2, tokenizer, prompts, count_e, cfg, resumed_dir)
+    assert len(resumed.history) == 1
+    for key, value_full in full.history[2].items():
+        if not key.startswith(("time/", "episodes_per_second")):
+            assert resumed.history[0][key] == pytest.approx(value_full, rel=1e-5, abs=1e-6), key
+    for (name, a), b in zip(policy.state_dict().items(), policy2.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    for a, b in zip(value.state_dict().values(), value2.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_nan_guard_stops_and_keeps_checkpoint(tokenizer, prompts, tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def breaks_at_third_update(p: list[str], r: list[str]) -> torch.Tensor:
+        calls["n"] += 1
+        return torch.full((len(r),), float("nan") if calls["n"] == 3 else 1.0)
+
+    cfg = small_cfg(total_episodes=8 * 4, per_device_train_batch_size=8, save_every=2, num_ppo_epochs=1)
+    policy, ref, value = make_models(tokenizer)
+    with pytest.raises(PPODivergedError, match=r"update 3.*non-finite.*step-0000002") as err:
+        train_ppo(policy, ref, value, tokenizer, prompts, breaks_at_third_update, cfg, tmp_path)
+    assert err.value.last_checkpoint == tmp_path / "checkpoints" / "step-0000002"
+    assert latest_checkpoint(tmp_path) == err.value.last_checkpoint
+    assert not (tmp_path / "policy").exists()
+
+
+def test_options_k3_adaptive_kl_whitening_penalty(tokenizer, prompts, tmp_path: Path) -> None:
+    cfg = small_cfg(total_episodes=16 * 3, num_mini_batches=2, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                    kl_estimator="k3", target_kl=0.01, kl_horizon=100, kl_coef=0.1, whiten_rewards=True,
+                    missing_eos_penalty=-3.0, reuse_sampling_logprobs=True, max_grad_norm=1.0, lr_schedule="constant")
+    policy, ref, value = make_models(tokenizer)
+    result = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path)
+    first, second, last = result.history
+    # A random policy almost never samples EOS in 8 tokens: those responses score the penalty.
+    assert first["objective/no_eos_rate"] > 0.5
+    assert first["objective/scores"] < first["objective/raw_scores"]
+    assert all(m["objective/kl"] >= 0.0 for m in result.history)  # k3 is non-negative per token
+    # Update 1 has KL 0 (policy == reference): beta shrinks by 1 - 0.2 * 16 / 100; then KL > target: it grows.
+    assert second["objective/beta"] == pytest.approx(0.1 * (1 - 0.2 * 16 / 100))
+    assert second["objective/kl"] > 0.01 and last["objective/beta"] > second["objective/beta"]
+    assert first["ppo/lr"] == last["ppo/lr"]
+
+
+def test_lora_policy_trains_and_saves_merged(tokenizer, prompts, tmp_path: Path) -> None:
+    policy, ref, value = make_models(tokenizer)
+    init_wte = policy.transformer.wte.weight.detach().clone()
+    cfg = small_cfg(total_episodes=16 * 2, lora=LoraSpec(r=4, alpha=8, target_modules=["c_attn"]), num_ppo_epochs=2)
+    result = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path)
+    merged = AutoModelForCausalLM.from_pretrained(result.policy_dir)
+    torch.testing.assert_close(merged.transformer.wte.weight, init_wte)  # frozen base weights
+    assert not torch.allclose(merged.transformer.h[0].attn.c_attn.weight, ref.transformer.h[0].attn.c_attn.weight)
+
+
+def test_value_model_from_reward_model_dir(tokenizer, tmp_path: Path) -> None:
+    policy, _, _ = make_models(tokenizer)
+    rm = GPT2ForSequenceClassification(policy.config.__class__(**(policy.config.to_dict() | {"num_labels": 1})))
+    rm.save_pretrained(tmp_path / "rm")
+    value = build_value_model(policy, tmp_path / "rm")
+    torch.testing.assert_close(value.score.weight, rm.score.weight)
+    fresh = build_value_model(policy)
+    assert torch.count_nonzero(fresh.score.weight) == 0
+    torch.testing.assert_close(fresh.transformer.wte.weight, policy.transformer.wte.weight)
+
+
+def test_derived_sizes_and_errors() -> None:
+    cfg = PPOConfig(total_episodes=1000, per_device_train_batch_size=4, gradient_accumulation_steps=2, num_mini_batches=4)
+    sizes = derive_sizes(cfg, world_size=2)
+    assert (sizes.local_mini_batch_size, sizes.local_batch_size, sizes.batch_size, sizes.num_updates) == (8, 32, 64, 15)
+    with pytest.raises(ValueError, match="total_episodes=10"):
+        derive_sizes(PPOConfig(total_episodes=10, per_device_train_batch_size=16), world_size=1)
+    with pytest.raises(ValueError, match="extra"):
+        PPOConfig(kl_coeff=0.1)  # type: ignore[call-arg]
