@@ -1,0 +1,433 @@
+"""The praw scraper: subreddit listings + comment threads -> a records directory, resumable, sharded.
+
+    REDDIT_CLIENT_ID=... REDDIT_CLIENT_SECRET=... python -c "from data.sources.reddit_api import \
+        ScrapeConfig, scrape; print(scrape(ScrapeConfig(subreddits=['tifu'], limit_per_subreddit=50), 'records'))"
+    (or `make scrape SOURCE=sim` for the simulated Reddit, which needs no account)
+
+It talks to Reddit only through the real praw client; the simulated server is just another `oauth_url`.
+
+Steps, per subreddit:
+1. Fetch one listing page (`/r/{sub}/{listing}?after=...`, 100 posts) with retries.
+2. For each post not already done: drop deleted / low-score posts (counted), fetch its thread
+   (`/comments/{id}/`, one request) and keep its comments down to `comment_depth`, converted by the shared
+   `data.records` converters (deleted ones dropped and counted).
+3. Every `checkpoint_every` posts and after each page: flush the shard writers, THEN write the state
+   (listing `after` cursor, ids of finished posts) atomically. A killed run loses at most the rows since the
+   last checkpoint and refetches them; a post marked done is always on disk, and a refetched post that was
+   already flushed is merged by `load_records` (same id, latest `retrieved_utc` wins).
+
+Rate limits: prawcore paces requests by the `x-ratelimit-*` headers (it spreads the remaining budget over
+the window and sleeps until the reset when none is left). Failures: see `data.sources.retry`.
+
+`refresh(...)` re-reads the scores of stored posts and comments with `/api/info` (100 fullnames per request)
+and appends new snapshots, since an upvote count is a reading at a time, not a fact.
+
+Credentials come only from the environment (REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT) or a
+praw.ini site; they are never stored in the config, the state or the logs.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import praw
+import requests
+from praw.exceptions import MissingRequiredAttributeException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm.auto import tqdm
+
+from data.records import DeletedContent, MalformedRecord, comment_from_json, post_from_json
+from data.shards import ShardWriter, load_records
+from data.sources.retry import RetryConfig, with_retries
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "scrape_state.json"
+DEFAULT_SUBREDDITS = ["relationships", "AskReddit", "relationship_advice", "tifu", "personalfinance"]
+LISTING_CAP = 1000  # Reddit serves at most ~1000 items of any listing
+INFO_BATCH = 100  # fullnames per /api/info request (Reddit's maximum)
+ENV_ID, ENV_SECRET, ENV_AGENT = "REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "REDDIT_USER_AGENT"
+
+
+class MissingCredentials(RuntimeError):
+    """No Reddit API credentials in the environment or praw.ini."""
+
+
+class ScrapeConfig(BaseModel):
+    """What to scrape and how; credentials are deliberately not fields (environment or praw.ini only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subreddits: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SUBREDDITS), min_length=1, description="Subreddits, without `r/`."
+    )
+    listing: Literal["top", "new", "hot", "controversial"] = Field("top", description="Which listing to walk.")
+    time_filter: Literal["hour", "day", "week", "month", "year", "all"] = Field(
+        "all", description="Time window of the `top`/`controversial` listings (ignored by new/hot)."
+    )
+    limit_per_subreddit: int = Field(
+        LISTING_CAP, ge=1, le=LISTING_CAP, description="Posts read from each listing (Reddit stops at 1000)."
+    )
+    page_size: int = Field(100, ge=1, le=100, description="Posts per listing request (Reddit's maximum is 100).")
+    comment_depth: int = Field(0, ge=0, description="Deepest comment level kept: 0 = top-level comments only.")
+    comment_sort: Literal["top", "best", "new", "controversial", "old", "confidence"] = Field(
+        "top", description="Thread sort order; with `top`, the comments cut by `comment_limit` are the weakest."
+    )
+    comment_limit: int | None = Field(
+        500, ge=1, description="Comments requested per thread (Reddit's `limit`); None: the server's default."
+    )
+    replace_more: int = Field(
+        0, ge=0, description="`MoreComments` stubs expanded per thread (one request each); 0 drops them unexpanded."
+    )
+    min_post_score: int | None = Field(None, description="Skip posts below this score (their thread is not fetched).")
+    min_comment_score: int | None = Field(None, description="Drop comments below this score.")
+    reddit_url: str | None = Field(None, description="Base URL for tokens and links; None = https://www.reddit.com.")
+    oauth_url: str | None = Field(None, description="Base URL of API calls; None = https://oauth.reddit.com.")
+    user_agent: str | None = Field(
+        None, description="User agent if REDDIT_USER_AGENT is unset; Reddit wants `<platform>:<app>:<version> (by /u/name)`."
+    )
+    praw_site: str | None = Field(None, description="Read credentials from this praw.ini site instead of the environment.")
+    salt: str = Field("upvote-rlhf", description="Salt for author hashes; an empty string stores plain names.")
+    rows_per_shard: int = Field(500, gt=0, description="Rows per Parquet shard.")
+    checkpoint_every: int = Field(25, ge=1, description="Posts between checkpoints (flush shards, then save state).")
+    request_timeout_s: float = Field(16.0, gt=0, description="Seconds to wait for a response before a timeout retry.")
+    ratelimit_window_s: int = Field(
+        600, ge=1, description="Length of the server's rate-limit window (Reddit: 600 s); prawcore paces over it."
+    )
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Backoff for failed pages, threads, batches.")
+    progress: bool = Field(True, description="Show tqdm progress bars.")
+
+    @field_validator("subreddits")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        out = [v.strip().removeprefix("/").removeprefix("r/") for v in value]
+        bad = [v for v in out if not v.replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"subreddits: {bad} are not subreddit names (letters, digits, _)")
+        return out
+
+
+@dataclass
+class ScrapeStats:
+    """What a scrape (or refresh) did: rows written, HTTP requests by status, retries and drops by kind."""
+
+    posts: int = 0
+    comments: int = 0
+    posts_skipped_done: int = 0
+    requests: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    ratelimit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items_per_request(self) -> float:
+        return (self.posts + self.comments) / max(self.requests, 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"items_per_request": self.items_per_request}
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+class _RequestCounter:
+    """A `requests` response hook: counts every HTTP exchange (token calls and retries included)."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter[str] = Counter()
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.statuses[str(response.status_code)] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+
+def make_reddit(cfg: ScrapeConfig, session: requests.Session | None = None) -> praw.Reddit:
+    """A read-only praw client from environment credentials (or `cfg.praw_site`), pointed at `cfg`'s URLs."""
+    urls: dict[str, str] = {}
+    if cfg.oauth_url:
+        urls["oauth_url"] = cfg.oauth_url.rstrip("/")
+    if cfg.reddit_url:
+        urls["reddit_url"] = urls["short_url"] = cfg.reddit_url.rstrip("/")
+    common = dict(
+        check_for_updates=False,  # else praw asks the package index at start
+        check_for_async=False,
+        timeout=int(max(1, round(cfg.request_timeout_s))),
+        window_size=cfg.ratelimit_window_s,
+        requestor_kwargs={"session": session} if session is not None else None,
+        **urls,
+    )
+    help_text = (
+        f"set {ENV_ID} and {ENV_SECRET} (a 'script' app from https://www.reddit.com/prefs/apps) and "
+        f"{ENV_AGENT}, or name a praw.ini site in scrape.praw_site; or run `make scrape SOURCE=sim` to scrape "
+        "the simulated Reddit, which needs no account"
+    )
+    user_agent = os.environ.get(ENV_AGENT) or cfg.user_agent or "python:upvote-rlhf:0.1 (research scraper)"
+    if cfg.praw_site is not None:
+        try:
+            return praw.Reddit(cfg.praw_site, user_agent=user_agent, **common)
+        except (MissingRequiredAttributeException, configparser.Error, KeyError, ValueError) as err:
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise MissingCredentials(
+                f"praw.ini site {cfg.praw_site!r} is missing or incomplete ({first_line}); {help_text}"
+            ) from None
+    client_id, secret = os.environ.get(ENV_ID), os.environ.get(ENV_SECRET)
+    missing = [name for name, value in ((ENV_ID, client_id), (ENV_SECRET, secret)) if not value]
+    if missing:
+        raise MissingCredentials(f"no Reddit API credentials: {', '.join(missing)} not set; {help_text}")
+    return praw.Reddit(client_id=client_id, client_secret=secret, user_agent=user_agent, **common)
+
+
+def _reauth(reddit: praw.Reddit) -> Callable[[], None]:
+    """Forget the access token, so the next request fetches a new one (after a revoked/expired token)."""
+
+    def run() -> None:
+        # prawcore's authorizer refreshes lazily when `access_token` is None (`is_valid()` is False).
+        reddit._core.authorizer.access_token = None  # praw exposes the session only as `_core`
+
+    return run
+
+
+def _as_json(thing: Any) -> dict:
+    """A praw Submission/Comment back to Reddit's JSON `data` (praw turns author/subreddit into objects)."""
+    data = {k: v for k, v in vars(thing).items() if not k.startswith("_")}
+    for key in ("author", "subreddit"):
+        if key in data:
+            data[key] = None if data[key] is None else str(data[key])
+    return data
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+def _read_state(out: Path) -> dict:
+    path = out / STATE_FILE
+    if not path.exists():
+        return {"listings": {}, "posts_done": []}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: corrupt scrape state ({err}); delete it to rescrape from the start") from None
+
+
+def _write_state(out: Path, state: dict) -> None:
+    tmp = out / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, out / STATE_FILE)
+
+
+class _Run:
+    """One scrape or refresh: the client, the writers, the counters, and checkpoints."""
+
+    def __init__(self, cfg: ScrapeConfig, out: Path) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.counter = _RequestCounter()
+        session = requests.Session()
+        session.hooks["response"].append(self.counter)
+        self.reddit = make_reddit(cfg, session)
+        self.posts = ShardWriter(out, "posts", rows_per_shard=cfg.rows_per_shard)
+        self.comments = ShardWriter(out, "comments", rows_per_shard=cfg.rows_per_shard)
+        self.retries: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.stats = ScrapeStats()
+        self.t0 = time.perf_counter()
+
+    def call(self, fn: Callable[[], Any], what: str) -> Any:
+        return with_retries(fn, what=what, cfg=self.cfg.retry, counts=self.retries, reauth=_reauth(self.reddit))
+
+    def flush(self) -> None:
+        self.posts.flush()
+        self.comments.flush()
+
+    def finish(self) -> ScrapeStats:
+        s = self.stats
+        s.requests = self.counter.total
+        s.status_counts = dict(self.counter.statuses)
+        s.retries = dict(self.retries)
+        s.dropped = dict(self.dropped)
+        s.seconds = time.perf_counter() - self.t0
+        limits = self.reddit.auth.limits
+        s.ratelimit = {k: v for k, v in limits.items() if v is not None} if limits else {}
+        return s
+
+    # rows ------------------------------------------------------------------------------------
+
+    def post_row(self, submission: Any, retrieved: float) -> dict | None:
+        try:
+            return post_from_json(_as_json(submission), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw")
+        except DeletedContent:
+            self.dropped["deleted_post"] += 1
+        except (MalformedRecord, ValueError, TypeError):
+            self.dropped["malformed_post"] += 1
+        return None
+
+    def comment_row(self, comment: Any, retrieved: float, depth: int | None = None) -> dict | None:
+        try:
+            return comment_from_json(
+                _as_json(comment), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw", depth=depth
+            )
+        except DeletedContent:
+            self.dropped["deleted_comment"] += 1
+        except (MalformedRecord, ValueError, TypeError):
+            self.dropped["malformed_comment"] += 1
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- scrape
+
+
+def _thread(reddit: praw.Reddit, post_id: str, cfg: ScrapeConfig) -> tuple[Any, list[Any], float]:
+    """One thread request: the post (fresh) and its comments down to `cfg.comment_depth`."""
+    submission = reddit.submission(id=post_id)
+    submission.comment_sort = cfg.comment_sort
+    if cfg.comment_limit is not None:
+        submission.comment_limit = cfg.comment_limit
+    forest = submission.comments  # the request happens here
+    retrieved = time.time()
+    forest.replace_more(limit=cfg.replace_more)  # 0: drop the stubs, no request
+    if cfg.comment_depth == 0:
+        comments = list(forest)
+    else:
+        comments = [c for c in forest.list() if getattr(c, "depth", 0) <= cfg.comment_depth]
+    return submission, comments, retrieved
+
+
+def _page(reddit: praw.Reddit, subreddit: str, cfg: ScrapeConfig, after: str | None, n: int) -> Any:
+    """One listing page; `after` is the fullname of the last post of the previous page."""
+    params: dict[str, Any] = {"limit": n}
+    if after:
+        params["after"] = after
+    if cfg.listing in ("top", "controversial"):
+        params["t"] = cfg.time_filter
+    return reddit.get(f"r/{subreddit}/{cfg.listing}", params=params)
+
+
+def scrape(cfg: ScrapeConfig, out_dir: str | Path, on_post: Callable[[str], None] | None = None) -> ScrapeStats:
+    """Scrape `cfg.subreddits` into the records directory `out_dir`, resuming from its saved state.
+
+    `on_post(post_id)` is called after each finished post (progress hooks; tests interrupt through it).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg, out)
+    state = _read_state(out)
+    done: set[str] = set(state["posts_done"])
+    since_checkpoint = 0
+
+    def checkpoint() -> None:
+        run.flush()  # rows on disk first, then the state that says they are
+        state["posts_done"] = sorted(done)
+        _write_state(out, state)
+
+    try:
+        for subreddit in cfg.subreddits:
+            key = f"{subreddit}/{cfg.listing}/{cfg.time_filter if cfg.listing in ('top', 'controversial') else '-'}"
+            pos = state["listings"].setdefault(key, {"after": None, "seen": 0, "done": False})
+            bar = tqdm(total=cfg.limit_per_subreddit, initial=pos["seen"], desc=f"r/{subreddit}", unit="post",
+                       disable=not cfg.progress, leave=False)
+            while not pos["done"] and pos["seen"] < cfg.limit_per_subreddit:
+                # 1. one listing page
+                n = min(cfg.page_size, cfg.limit_per_subreddit - pos["seen"])
+                page = run.call(lambda: _page(run.reddit, subreddit, cfg, pos["after"], n),
+                                f"r/{subreddit}/{cfg.listing} after={pos['after']}")
+                for listed in page:
+                    # 2. one thread per new post
+                    if listed.id in done:
+                        run.stats.posts_skipped_done += 1
+                        continue
+                    if run.post_row(listed, time.time()) is None:
+                        done.add(listed.id)
+                        continue
+                    if cfg.min_post_score is not None and listed.score < cfg.min_post_score:
+                        run.dropped["post_score"] += 1
+                        done.add(listed.id)
+                        continue
+                    submission, comments, retrieved = run.call(
+                        lambda: _thread(run.reddit, listed.id, cfg), f"thread {listed.id}"
+                    )
+                    post = run.post_row(submission, retrieved)
+                    if post is None:  # deleted between the listing and the thread request
+                        done.add(listed.id)
+                        continue
+                    run.posts.add(post)
+                    run.stats.posts += 1
+                    for comment in comments:
+                        row = run.comment_row(comment, retrieved)
+                        if row is None:
+                            continue
+                        if cfg.min_comment_score is not None and row["score"] < cfg.min_comment_score:
+                            run.dropped["comment_score"] += 1
+                            continue
+                        run.comments.add(row)
+                        run.stats.comments += 1
+                    done.add(listed.id)
+                    # 3. checkpoint now and then
+                    since_checkpoint += 1
+                    if since_checkpoint >= cfg.checkpoint_every:
+                        checkpoint()
+                        since_checkpoint = 0
+                    if on_post is not None:
+                        on_post(listed.id)
+                pos["seen"] += len(page)
+                bar.update(len(page))
+                if not page.after or len(page) == 0 or page.after == pos["after"]:
+                    pos["done"] = True
+                pos["after"] = page.after
+                checkpoint()
+                since_checkpoint = 0
+            bar.close()
+    finally:
+        checkpoint()  # an interrupted run keeps everything finished so far
+    return run.finish()
+
+
+def refresh(cfg: ScrapeConfig, out_dir: str | Path) -> ScrapeStats:
+    """Append new score snapshots of every stored post and comment (`/api/info`, 100 fullnames a request).
+
+    Items deleted since their first read are counted as `deleted_*` and keep their earlier snapshot.
+    """
+    out = Path(out_dir)
+    posts, comments = load_records(out, "posts"), load_records(out, "comments")
+    if len(posts) == 0:
+        raise FileNotFoundError(f"{out}: no posts to refresh (run a scrape into it first)")
+    run = _Run(cfg, out)
+    depth = dict(zip(comments["id"], comments["depth"]))  # /api/info omits a comment's depth
+    names = [f"t3_{i}" for i in posts["id"]] + [f"t1_{i}" for i in comments["id"]]
+    batches = [names[i : i + INFO_BATCH] for i in range(0, len(names), INFO_BATCH)]
+    try:
+        for batch in tqdm(batches, desc="refresh", unit="batch", disable=not cfg.progress, leave=False):
+            things = run.call(lambda: list(run.reddit.info(fullnames=batch)), f"info {batch[0]}..")
+            retrieved = time.time()
+            returned = set()
+            for thing in things:
+                returned.add(thing.fullname)
+                if thing.fullname.startswith("t3_"):
+                    row = run.post_row(thing, retrieved)
+                    if row is not None:
+                        run.posts.add(row)
+                        run.stats.posts += 1
+                else:
+                    row = run.comment_row(thing, retrieved, depth=depth.get(thing.id))
+                    if row is not None:
+                        run.comments.add(row)
+                        run.stats.comments += 1
+            missing = len(set(batch) - returned)
+            if missing:
+                run.dropped["not_returned"] += missing
+    finally:
+        run.flush()
+    return run.finish()
+
