@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -45,12 +46,13 @@ def test_same_seed_same_world_and_other_seed_differs() -> None:
 def test_reddit_json_shape(world: SimWorld) -> None:
     base36 = re.compile(r"^[0-9a-z]+$")
     assert len({p["id"] for p in world.posts}) == len(world.posts)
+    per_post = Counter(c["link_id"] for c in world.comments.values())
     for post in world.posts:
         assert base36.match(post["id"]) and post["name"] == f"t3_{post['id']}"
         assert post["permalink"].startswith(f"/r/{post['subreddit']}/comments/{post['id']}/")
         assert 0.5 <= post["upvote_ratio"] <= 1.0 and isinstance(post["score"], int)
         assert post["subreddit_id"].startswith("t5_") and post["is_self"]
-        assert post["num_comments"] == sum(1 for c in world.comments.values() if c["link_id"] == post["name"])
+        assert post["num_comments"] == per_post[post["name"]]
     for c in world.comments.values():
         assert base36.match(c["id"]) and c["name"] == f"t1_{c['id']}"
         parent = c["parent_id"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 # ---------------------------------------------------------------------------------------------------
 # Fact lexicon. Every word here is a fact when it appears in a post; categories let a "wrong fact"
@@ -80,7 +81,7 @@ SUBREDDIT_EVENTS: dict[str, tuple[str, ...]] = {
 TITLES = {
     "relationships": (
         "My ({me}) {person} ({other}) {event} my {object} {at_place}. How do I bring it up?",
-        "My ({me}) {person} ({other}) of {dur} {unit} {event} my {object} and acts like it is nothing",
+        "My ({me}) {person} ({other}) {event} my {object} and acts like it is nothing",
         "Me ({me}) and my {person} ({other}): {he} {event} my {object} {at_place}",
         "My {person} ({other}) {event} my {object}, am I ({me}) overreacting?",
     ),
@@ -112,10 +113,10 @@ TITLES = {
 
 INTROS = {
     "default": (
-        "So I ({me}) have been with my {person} ({other}) for {dur} {unit}.",
-        "Some background: my {person} ({other}) and I ({me}) have known each other for {dur} {unit}.",
-        "I ({me}) and my {person} ({other}) have been close for about {dur} {unit} now.",
-        "Throwaway because people know my main. I am {me} and my {person} is {other}, we go back {dur} {unit}.",
+        "So I ({me}) and my {person} ({other}) have been going back and forth about this for {dur} {unit}.",
+        "Some background: this has been going on for {dur} {unit} between me ({me}) and my {person} ({other}).",
+        "I ({me}) have been living with my {person} ({other}) for {dur} {unit} now.",
+        "Throwaway because people know my main. I am {me} and my {person} is {other}, we have shared a place for {dur} {unit}.",
     ),
     "tifu": (
         "Obligatory this did not happen today, it happened {dur} {unit} ago.",
@@ -328,6 +329,10 @@ class Scenario:
     gender: str  # "M" | "F", the other person's
 
     def slots(self) -> dict[str, str]:
+        return self._slots
+
+    @cached_property
+    def _slots(self) -> dict[str, str]:
         he, him, his = PRONOUNS[self.gender]
         return {
             "me": self.me, "other": self.other, "person": self.person, "Person": self.person.capitalize(),
@@ -470,7 +475,7 @@ def render_summary(rng: random.Random, sc: Scenario, plan: SummaryPlan, voice: s
     if v["money"]:
         parts.append(rng.choice((f" and it cost ${v['money']}", f" (${v['money']})", f", ${v['money']} gone")))
     if v["dur"]:
-        parts.append(rng.choice((f" after {v['dur']} {sc.unit}", f" and we go back {v['dur']} {sc.unit}")))
+        parts.append(rng.choice((f" after {v['dur']} {sc.unit} of this", f", going on {v['dur']} {sc.unit} now")))
     if voice == "first" and rng.random() < 0.5:
         parts.append(f" and {s['he']} {rng.choice(REACTION_SHORT)}")
     core = "".join(parts).strip()

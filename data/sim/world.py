@@ -34,6 +34,7 @@ import random
 import re
 import time
 from collections import defaultdict
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -216,7 +217,7 @@ class SimWorld:
             known = scale + cfg.attention_share * post["_attention"] + cfg.quality_strength * (c["_q"] - 0.5)
             c["_known"] = known
             latent = known - cfg.exposure_strength * math.log1p(c["_delay_h"]) + cfg.noise * eps[j]
-            c["_score"] = 1 if c["_kind"] == "sticky" else int(_comment_score(np.array(latent)))
+            c["_score"] = 1 if c["_kind"] == "sticky" else math.floor(math.exp(latent)) - 1  # = _comment_score
             c["_edited"] = edited_draw[j] < cfg.edited_fraction
 
         # 4. Ids in creation order (Reddit ids grow with time), then the JSON dicts.
@@ -466,6 +467,7 @@ class SimWorld:
         }
 
 
+@lru_cache(maxsize=None)
 def _hash36(name: str) -> str:
     return to_base36(int(hashlib.sha256(name.encode()).hexdigest()[:10], 16))[:8]
 
