@@ -110,7 +110,9 @@ class PairRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_ratio: float = Field(2.0, ge=1, description="Higher score / lower score must be at least this.")
+    min_ratio: float = Field(
+        2.0, ge=1, description="Higher score / lower score (both floored at 1) must be at least this."
+    )
     min_score: int = Field(2, description="Both scores must be at least this.")
     later_preferred: bool = Field(True, description="The higher-scored side must have been written later.")
     know_times: bool = Field(
@@ -449,7 +451,8 @@ class SimWorld:
             score = np.where(is_post[:, None, None], _post_score(latent), _comment_score(latent))
             hi, lo = score.max(axis=1), score.min(axis=1)
             a_wins = score[:, 0] > score[:, 1]
-            sel = (lo >= rule.min_score) & (hi >= rule.min_ratio * np.maximum(lo, 1e-9)) & (hi != lo)
+            # Ratio with scores floored at 1 (defined for 0 and negative scores too, as data.pairs does).
+            sel = (lo >= rule.min_score) & (np.maximum(hi, 1) >= rule.min_ratio * np.maximum(lo, 1)) & (hi != lo)
             if rule.later_preferred:
                 winner_later = np.where(a_wins, times[:, 0] > times[:, 1], times[:, 1] > times[:, 0])
                 sel &= winner_later
