@@ -25,6 +25,7 @@ schedule of request numbers, so a scraper's retries can be tested deterministica
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import random
@@ -301,8 +302,6 @@ class SimRedditServer:
         auth = headers.get("authorization", "")
         if method != "POST" or not auth.lower().startswith("basic "):
             return 401, {"message": "Unauthorized", "error": 401}, rate_headers
-        import base64
-
         try:
             client_id, _, secret = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
