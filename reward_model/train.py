@@ -128,8 +128,9 @@ def tokenize_pairs(
             f"pair dataset lacks column(s) {missing}; expected the pair schema of docs/architecture.md "
             f"(has {pairs.column_names})"
         )
-    chosen, n_c = encode_prompt_response(tokenizer, pairs["prompt"], pairs["chosen"], max_length)
-    rejected, n_r = encode_prompt_response(tokenizer, pairs["prompt"], pairs["rejected"], max_length)
+    prompts = list(pairs["prompt"])
+    chosen, n_c = encode_prompt_response(tokenizer, prompts, list(pairs["chosen"]), max_length)
+    rejected, n_r = encode_prompt_response(tokenizer, prompts, list(pairs["rejected"]), max_length)
     columns = {
         "chosen_ids": chosen,
         "rejected_ids": rejected,
@@ -266,10 +267,10 @@ def train_reward_model(
         )
         if reference is not None and len(reference):
             ref = _subsample(reference, cfg.n_reference, cfg.seed)
-            normalization = scorer.fit_bias(ref["prompt"], ref["completion"], progress=True)
+            normalization = scorer.fit_bias(list(ref["prompt"]), list(ref["completion"]), progress=True)
         else:
             ref = _subsample(pairs.get("validation", train_pairs), cfg.n_reference, cfg.seed)
-            normalization = scorer.fit_bias(ref["prompt"], ref["chosen"], progress=True)
+            normalization = scorer.fit_bias(list(ref["prompt"]), list(ref["chosen"]), progress=True)
         normalization.save(out_dir)
         metrics["rm/normalization/bias"] = normalization.bias
         metrics["rm/normalization/raw_reference_std"] = normalization.raw_reference_std or 0.0

@@ -1,0 +1,237 @@
+"""Supervised fine-tuning: post -> author TL;DR with TRL's `SFTTrainer`, loss on the completion only.
+
+    python -m pipelines sft --config configs/demo.yaml               # the stage that calls this module
+    from policy.sft import SFTStageConfig, train_sft
+    result = train_sft("runs/demo/base", tokenizer, sft_rows, "runs/demo/sft/model", SFTStageConfig(), [])
+    result.samples  # greedy TL;DRs of a few validation prompts, for a W&B table
+
+What TRL 1.16 does with a prompt/completion dataset (checked in its source): it appends EOS to the
+completion, tokenizes prompt and prompt+completion, and masks the prompt tokens out of the loss
+(`completion_only_loss` defaults on for this format). Its defaults are GPU ones (bf16 autocast, gradient
+checkpointing, lr 2e-5): every one is set from our config. Sequences longer than `max_length` would be cut
+at the end (`keep_start`), losing the TL;DR and its EOS, so such rows are dropped here and counted.
+
+Steps:
+1. Drop rows whose prompt + completion + EOS exceed `max_length` (counted).
+2. Train with `SFTTrainer` (eval loss every `eval_steps`, checkpoints under out_dir/checkpoints, resumable).
+3. Save model + tokenizer to `out_dir` (save_pretrained).
+4. Greedy samples on the first `n_samples` validation prompts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from datasets import Dataset, DatasetDict
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl import SFTConfig, SFTTrainer
+
+from reward_model.trainer_utils import ForwardLogs, LogFn, resume_checkpoint
+
+SFT_COLUMNS = ("prompt", "completion")
+
+
+class SFTStageConfig(BaseModel):
+    """Supervised fine-tuning on (prompt, author TL;DR) rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(
+        1e-3, gt=0, description="Peak AdamW learning rate (tiny from-scratch GPT-2: ~1e-3; pretrained 1B: ~1e-5)."
+    )
+    num_train_epochs: float = Field(3.0, gt=0, description="Passes over the SFT rows (if max_steps <= 0).")
+    max_steps: int = Field(-1, description="Optimizer steps; > 0 overrides num_train_epochs.")
+    per_device_train_batch_size: int = Field(16, ge=1, description="Rows per device per micro-batch.")
+    per_device_eval_batch_size: int = Field(32, ge=1, description="Rows per device in evaluation.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_length: int = Field(
+        640, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted)."
+    )
+    max_new_tokens: int = Field(48, ge=1, description="Tokens generated per logged sample.")
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps of linear warmup.")
+    lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    group_by_length: bool = Field(True, description="Length-grouped batches: less padding, faster on CPU.")
+    max_train_rows: int | None = Field(None, ge=1, description="Use at most this many training rows (seeded).")
+    max_eval_rows: int | None = Field(256, ge=1, description="Eval loss on at most this many validation rows.")
+    eval_steps: int = Field(100, ge=0, description="Evaluate every N optimizer steps; 0 = only at the end.")
+    logging_steps: int = Field(10, ge=1, description="Log training metrics every N steps.")
+    save_steps: int = Field(200, ge=1, description="Write a resumable checkpoint every N steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    n_samples: int = Field(6, ge=0, description="Greedy samples on validation prompts returned for logging.")
+    bf16: bool = Field(False, description="bfloat16 autocast (GPU); off on CPU, where it is slow and silent.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (GPU, big models).")
+    resume: bool = Field(True, description="Resume from the newest checkpoint in the output's checkpoints/.")
+    seed: int = Field(0, description="Seed of shuffling and subsampling.")
+
+
+@dataclass
+class SFTResult:
+    """Where the model went, the final losses, and greedy samples (prompt, reference, generated)."""
+
+    model_dir: Path
+    global_step: int
+    train_runtime_s: float
+    n_train_rows: int
+    n_dropped_too_long: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    samples: list[dict[str, str]] = field(default_factory=list)
+
+
+def _fits(ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> tuple[Dataset, int]:
+    """Rows whose prompt + completion + EOS fit `max_length` (TRL would cut the TL;DR off otherwise)."""
+    texts = [p + c for p, c in zip(ds["prompt"], ds["completion"])]
+    extra = 1 if tokenizer.eos_token_id is not None else 0
+    lengths = [len(ids) + extra for ids in tokenizer(texts)["input_ids"]]
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    return ds.select(keep), len(ds) - len(keep)
+
+
+def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
+
+
+@torch.no_grad()
+def greedy_samples(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: Dataset, max_new_tokens: int
+) -> list[dict[str, str]]:
+    """Greedy completions of each row's prompt (one at a time: no padding, so no position-id pitfalls)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for row in rows:
+        enc = tokenizer(row["prompt"], return_tensors="pt").to(device)
+        gen = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # [1, prompt_len + new]
+        text = tokenizer.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        out.append({"prompt": row["prompt"], "reference": row["completion"], "generated": text})
+    model.train(was_training)
+    return out
+
+
+def make_sft_config(cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> SFTConfig:
+    """TRL's SFTConfig from ours; every GPU-leaning TRL default set explicitly."""
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        weight_decay=cfg.weight_decay,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
+        eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+    )
+
+
+def train_sft(
+    model_or_path: str | Path | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sft_dataset_dict: DatasetDict,
+    out_dir: str | Path,
+    cfg: SFTStageConfig,
+    report_to: list[str] | None = None,
+    log: LogFn | None = None,
+) -> SFTResult:
+    """Fine-tune a causal LM on `sft_dataset_dict["train"]` (SFT-row schema), save it to `out_dir`.
+
+    With "wandb" in `report_to` the Trainer's curves go to the already-open wandb run.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "train" not in sft_dataset_dict:
+        raise ValueError(f"SFT rows need a 'train' split; have {list(sft_dataset_dict.keys())}")
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError(
+            "SFT tokenizer needs a pad token distinct from eos (else EOS is masked out and never learned): "
+            "use policy.models.load_tokenizer"
+        )
+    for name, split in sft_dataset_dict.items():
+        missing = [c for c in SFT_COLUMNS if c not in split.column_names]
+        if missing:
+            raise ValueError(f"SFT split {name!r} lacks column(s) {missing}; expected the SFT-row schema")
+
+    # 1. Keep only rows whose TL;DR (and EOS) fit.
+    keep_cols = list(SFT_COLUMNS)
+    train = _subsample(sft_dataset_dict["train"], cfg.max_train_rows, cfg.seed).select_columns(keep_cols)
+    train, n_dropped = _fits(train, tokenizer, cfg.max_length)
+    if len(train) == 0:
+        raise ValueError(f"no SFT row fits sft.max_length={cfg.max_length} tokens")
+    validation = sft_dataset_dict.get("validation")
+    eval_ds = None
+    if validation is not None and len(validation):
+        eval_ds, _ = _fits(_subsample(validation, cfg.max_eval_rows, cfg.seed).select_columns(keep_cols),
+                           tokenizer, cfg.max_length)
+
+    # 2. Train.
+    model = model_or_path
+    if not isinstance(model, PreTrainedModel):
+        from policy.models import load_causal_lm
+
+        model = load_causal_lm(model_or_path)
+    trainer = SFTTrainer(
+        model=model,
+        args=make_sft_config(cfg, out_dir, report_to or [], eval_ds is not None and len(eval_ds) > 0),
+        train_dataset=train,
+        eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
+        processing_class=tokenizer,
+        callbacks=[ForwardLogs(log, "sft")] if log else None,
+    )
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(out_dir / "checkpoints", cfg.resume))
+    runtime = time.perf_counter() - start
+    metrics = {f"sft/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
+    if trainer.eval_dataset is not None:
+        final_eval = trainer.evaluate()
+        metrics.update({f"sft/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})
+
+    # 3. Save; 4. samples.
+    samples: list[dict[str, str]] = []
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        source = validation if validation is not None and len(validation) else train
+        if cfg.n_samples:
+            samples = greedy_samples(
+                trainer.model, tokenizer, source.select(range(min(cfg.n_samples, len(source)))), cfg.max_new_tokens
+            )
+    trainer.accelerator.wait_for_everyone()
+    return SFTResult(
+        model_dir=out_dir,
+        global_step=trainer.state.global_step,
+        train_runtime_s=runtime,
+        n_train_rows=len(train),
+        n_dropped_too_long=n_dropped,
+        metrics=metrics,
+        samples=samples,
+    )

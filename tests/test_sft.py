@@ -1,0 +1,121 @@
+"""SFT: a tiny GPT-2 learns a copy task from prompt -> completion rows; loss only on the completion; EOS."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+from policy.sft import SFTStageConfig, greedy_samples, train_sft
+from trl import SFTConfig, SFTTrainer
+
+COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
+ANIMALS = ["cat", "dog", "horse", "bird"]
+
+
+def _rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        color, animal = rng.choice(COLORS), rng.choice(ANIMALS)
+        prompt = f"SUBREDDIT: r/pets\n\nTITLE: my {animal}\n\nPOST: my {animal} is {color} today.\n\nTL;DR:"
+        rows.append({"post_id": f"p{seed}_{i}", "prompt": prompt, "completion": f" {color}"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def task():
+    train, val = _rows(240, 0), _rows(24, 1)
+    tok = train_tokenizer([r["prompt"] + r["completion"] for r in train], vocab_size=400)
+    data = DatasetDict(train=Dataset.from_list(train), validation=Dataset.from_list(val))
+    return tok, data
+
+
+def _model(tok):
+    return build_tiny_causal_lm(tok, ModelSpec(n_layer=2, n_embd=64, n_head=2, n_positions=128, seed=0))
+
+
+def _cfg(**kw) -> SFTStageConfig:
+    base = dict(
+        learning_rate=3e-3, max_steps=60, per_device_train_batch_size=16, max_length=64, eval_steps=30,
+        save_steps=30, logging_steps=10, n_samples=8, max_new_tokens=4, warmup_ratio=0.0,
+    )
+    return SFTStageConfig(**{**base, **kw})
+
+
+def test_sft_learns_the_format_and_changes_parameters(task, tmp_path):
+    tok, data = task
+    model = _model(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logged: list[tuple[dict, int]] = []
+    result = train_sft(model, tok, data, tmp_path / "sft", _cfg(), report_to=[], log=lambda m, s: logged.append((m, s)))
+
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) >= len(before) // 2, "most parameters should change"
+    assert result.global_step == 60
+    # From ~ln(400) = 6 nats per token at init to about "which of 6 colors" (ln 6 / 2 tokens ~ 0.9).
+    assert result.metrics["sft/eval/loss"] < 1.3
+    assert any(k == "sft/train/loss" for m, _ in logged for k in m)
+    assert any(k == "sft/eval/loss" for m, _ in logged for k in m)
+    # Greedy samples are one color word and then stop: the TL;DR format and the EOS were learned.
+    assert len(result.samples) == 8
+    assert all(s["generated"].strip() in COLORS for s in result.samples), result.samples
+    # Saved with save_pretrained and reloadable.
+    assert (tmp_path / "sft" / "config.json").exists() and (tmp_path / "sft" / "tokenizer.json").exists()
+
+
+def test_loss_is_on_completion_only_with_eos(task, tmp_path):
+    """What TRL does with prompt/completion rows: prompt masked (-100), EOS appended to the completion."""
+    tok, data = task
+    trainer = SFTTrainer(
+        model=_model(tok),
+        args=SFTConfig(output_dir=str(tmp_path), bf16=False, gradient_checkpointing=False, report_to=[],
+                       max_length=64),
+        train_dataset=data["validation"].select_columns(["prompt", "completion"]),
+        processing_class=tok,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    labels, ids = batch["labels"][0], batch["input_ids"][0]
+    n_prompt = len(tok(data["validation"][0]["prompt"])["input_ids"])
+    assert (labels[:n_prompt] == -100).all()
+    target = labels[labels != -100]
+    assert target[-1].item() == tok.eos_token_id
+    assert tok.decode(target[:-1]) == data["validation"][0]["completion"]
+    assert ids[-1].item() == tok.eos_token_id
+
+
+def test_too_long_rows_are_dropped_and_resume_continues(task, tmp_path):
+    tok, data = task
+    long_rows = [dict(r, prompt=r["prompt"].replace("today.", "today. " + "my cat is red. " * 8)) for r in _rows(5, 7)]
+    train = Dataset.from_list(list(data["train"]) + long_rows)
+    data = DatasetDict(train=train, validation=data["validation"])
+    out = tmp_path / "sft"
+    cfg = dict(max_steps=10, max_length=40, n_samples=0, save_steps=10, eval_steps=0)
+    short = train_sft(_model(tok), tok, data, out, _cfg(**cfg), [])
+    assert short.n_dropped_too_long == 5 and short.n_train_rows == 240
+    assert (out / "checkpoints" / "checkpoint-10").is_dir()
+    # A second call with more steps resumes from checkpoint-10 instead of starting over.
+    steps: list[int] = []
+    res = train_sft(_model(tok), tok, data, out, _cfg(**{**cfg, "max_steps": 14, "logging_steps": 1}), [],
+                    log=lambda m, s: steps.append(s))
+    assert res.global_step == 14
+    assert steps and min(steps) > 10, steps  # only steps 11..14 ran
+
+
+def test_rejects_pad_equal_eos(task, tmp_path):
+    tok, data = task
+    bad = train_tokenizer(["a b c"], vocab_size=300)
+    bad.pad_token = bad.eos_token
+    with pytest.raises(ValueError, match="distinct from eos"):
+        train_sft(_model(tok), bad, data, tmp_path, _cfg(), [])
+
+
+def test_greedy_samples_stop_at_eos(task):
+    tok, data = task
+    samples = greedy_samples(_model(tok), tok, data["validation"].select(range(2)), max_new_tokens=5)
+    assert [s["reference"] for s in samples] == data["validation"]["completion"][:2]
+    assert all(isinstance(s["generated"], str) for s in samples)
