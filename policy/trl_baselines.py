@@ -1,0 +1,128 @@
+"""Critic-free baselines from TRL 1.16 (`RLOOTrainer`, `GRPOTrainer`) against the same reward as our PPO.
+
+Selected by `algo: rloo | grpo`. TRL tokenizes a reward *model* its own way (right padding, no special
+tokens; TRAPS.md), so the reward always goes in as a Python callable wrapping our `RewardFn`
+(texts in, so the reward model keeps its own tokenizer and formatting).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from datasets import Dataset
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+RewardFn = Callable[[list[str], list[str]], "torch.Tensor | list[float]"]
+LogFn = Callable[[dict[str, float], int], None]
+
+
+class TRLBaselineConfig(BaseModel):
+    """The fields we set on TRL's RLOOConfig / GRPOConfig (everything else keeps TRL's default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    algo: Literal["rloo", "grpo"] = Field("rloo", description="Which TRL trainer: RLOO or GRPO.")
+    max_steps: int = Field(100, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(3e-6, gt=0.0, description="Learning rate.")
+    per_device_train_batch_size: int = Field(8, ge=1, description="Completions per device per micro-batch.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    num_generations: int = Field(4, ge=2, description="Completions per prompt (the group / leave-one-out size).")
+    max_completion_length: int = Field(53, ge=1, description="New tokens per completion.")
+    temperature: float = Field(0.7, gt=0.0, description="Sampling temperature.")
+    beta: float = Field(0.05, ge=0.0, description="KL coefficient (0 loads no reference model).")
+    missing_eos_penalty: float | None = Field(
+        -1.0, description="Score of a completion that hit max_completion_length without EOS (as in our PPO)."
+    )
+    bf16: bool = Field(False, description="bf16 mixed precision (TRL's default True autocasts silently on CPU).")
+    gradient_checkpointing: bool = Field(False, description="Activation checkpointing (TRL defaults it to True).")
+    logging_steps: int = Field(1, ge=1, description="Log every N optimizer steps.")
+    save_steps: int = Field(500, ge=1, description="Checkpoint every N optimizer steps.")
+    seed: int = Field(0, description="Trainer seed.")
+
+
+def reward_callable(reward_fn: RewardFn, eos_token_id: int | None = None, missing_eos_penalty: float | None = None,
+                    max_completion_length: int | None = None) -> Callable[..., list[float]]:
+    """Wrap `reward_fn(prompts, responses)` as TRL's `fn(prompts=, completions=, completion_ids=, **columns)`.
+
+    TRL decodes completions with special tokens skipped, so a missing EOS is detected from the ids: a
+    completion of full length without the EOS id gets `missing_eos_penalty`.
+    """
+
+    def reward(prompts: list[str], completions: list[str], completion_ids: list[list[int]] | None = None, **_: Any) -> list[float]:
+        scores = [float(s) for s in torch.as_tensor(reward_fn(list(prompts), list(completions))).reshape(-1).tolist()]
+        if missing_eos_penalty is not None and completion_ids is not None and eos_token_id is not None:
+            scores = [
+                missing_eos_penalty if (eos_token_id not in ids and len(ids) >= (max_completion_length or 0)) else s
+                for s, ids in zip(scores, completion_ids)
+            ]
+        return scores
+
+    reward.__name__ = "reward"  # TRL names the logged metric after the function
+    return reward
+
+
+class _ForwardLogs(TrainerCallback):
+    """Hand the Trainer's logs to our plain `log(metrics, step)` callback."""
+
+    def __init__(self, log: LogFn) -> None:
+        self.log = log
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:  # noqa: ANN001
+        if logs and state.is_world_process_zero:
+            self.log({k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}, state.global_step)
+
+
+def train_trl_baseline(
+    policy: PreTrainedModel | str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    reward_fn: RewardFn,
+    cfg: TRLBaselineConfig,
+    out_dir: str | Path,
+    log: LogFn | None = None,
+) -> list[dict[str, float]]:
+    """Train the SFT `policy` (a directory, or a model) with TRL's RLOO or GRPO; saves the result to
+    `out_dir/policy`; returns the Trainer's log history."""
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    config_cls, trainer_cls = (RLOOConfig, RLOOTrainer) if cfg.algo == "rloo" else (GRPOConfig, GRPOTrainer)
+    out_dir = Path(out_dir)
+    if isinstance(policy, PreTrainedModel):
+        # TRL builds its reference model from the policy's directory, so an in-memory model is saved first.
+        policy.save_pretrained(out_dir / "init_policy")
+        tokenizer.save_pretrained(out_dir / "init_policy")
+        policy = out_dir / "init_policy"
+    args = config_cls(
+        output_dir=str(out_dir / "trainer"),
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        beta=cfg.beta,
+        bf16=cfg.bf16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        seed=cfg.seed,
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+    )
+    reward = reward_callable(reward_fn, tokenizer.eos_token_id, cfg.missing_eos_penalty, cfg.max_completion_length)
+    trainer = trainer_cls(
+        model=str(policy),
+        reward_funcs=reward,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
+        processing_class=tokenizer,
+        callbacks=[_ForwardLogs(log)] if log is not None else None,
+    )
+    trainer.train()
+    trainer.save_model(str(out_dir / "policy"))
+    tokenizer.save_pretrained(out_dir / "policy")
+    return list(trainer.state.log_history)
