@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import datasets
 from pydantic import BaseModel, ConfigDict, Field
 
-from data.splits import hash_unit
+from data.splits import hash_unit, rows_to_dataset
 
 GoldFn = Callable[[str, str], float]  # (post_text, summary) -> hidden quality
 # (pairs in the pair schema, name of the set) -> Bayes-optimal pair accuracy. The name says which selection
@@ -58,24 +58,24 @@ def quantiles(values: list[float], qs: list[float]) -> dict[str, float]:
     return out
 
 
-def _all_splits(dd: datasets.DatasetDict) -> datasets.Dataset:
-    return datasets.concatenate_datasets([dd[s] for s in dd])
+def _rows(dd: datasets.DatasetDict) -> list[dict]:
+    """All splits as plain dicts: one Arrow -> Python conversion (row access on a Dataset is ~100x slower)."""
+    return [row for split in dd for row in dd[split].to_list()]
 
 
-def gold_agreement(pairs: datasets.Dataset, gold_fn: GoldFn, max_pairs: int, seed: int) -> dict[str, float | None]:
+def gold_agreement(
+    pairs: Sequence[Mapping[str, Any]], gold_fn: GoldFn, max_pairs: int, seed: int
+) -> dict[str, float | None]:
     """Share of pairs whose chosen response has the higher gold score (ties counted apart).
 
     cross_post rows are scored against their own posts (`post_text` / `rejected_post_text`).
     """
     if len(pairs) > max_pairs:
-        order = sorted(range(len(pairs)), key=lambda i: hash_unit(pairs[i]["pair_id"], f"gold-{seed}"))
-        pairs = pairs.select(sorted(order[:max_pairs]))
+        pairs = sorted(pairs, key=lambda r: hash_unit(r["pair_id"], f"gold-{seed}"))[:max_pairs]
     agree = ties = 0
-    has_rejected_post = "rejected_post_text" in pairs.column_names
     for row in pairs:
         g_chosen = gold_fn(row["post_text"], row["chosen"].strip())
-        rejected_post = row["rejected_post_text"] if has_rejected_post else row["post_text"]
-        g_rejected = gold_fn(rejected_post, row["rejected"].strip())
+        g_rejected = gold_fn(row.get("rejected_post_text", row["post_text"]), row["rejected"].strip())
         agree += g_chosen > g_rejected
         ties += g_chosen == g_rejected
     n = len(pairs)
@@ -102,35 +102,38 @@ def build_card(
     time_rule_variants: Mapping[str, datasets.DatasetDict] | None = None,
 ) -> dict:
     """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks."""
-    all_pairs = _all_splits(pairs)
-    all_sft = _all_splits(sft)
-    strategies = sorted(set(all_pairs["strategy"]))
+    all_pairs, all_sft = _rows(pairs), _rows(sft)
     by_sub: dict[str, dict[str, int]] = {}
-    for sub, strategy in zip(all_pairs["subreddit"], all_pairs["strategy"]):
-        by_sub.setdefault(sub, {}).setdefault(strategy, 0)
-        by_sub[sub][strategy] += 1
+    for r in all_pairs:
+        per = by_sub.setdefault(r["subreddit"], {})
+        per[r["strategy"]] = per.get(r["strategy"], 0) + 1
     qs = cfg.quantiles
     scores = {
-        "pairs/chosen_score": quantiles(all_pairs["chosen_score"], qs),
-        "pairs/rejected_score": quantiles(all_pairs["rejected_score"], qs),
-        "pairs/score_ratio": quantiles(all_pairs["score_ratio"], qs),
-        "pairs/margin": quantiles(all_pairs["margin"], qs),
-        "sft/post_score": quantiles(all_sft["score"], qs),
-        "sft/completion_chars": quantiles([len(c) for c in all_sft["completion"]], qs),
+        f"pairs/{col}": quantiles([r[col] for r in all_pairs], qs)
+        for col in ("chosen_score", "rejected_score", "score_ratio", "margin")
     }
-    datasets_by_name: dict[str, datasets.Dataset] = {
-        f"pairs/{s}": all_pairs.filter(lambda r, s=s: r["strategy"] == s) for s in strategies
-    }
+    scores["sft/post_score"] = quantiles([r["score"] for r in all_sft], qs)
+    scores["sft/completion_chars"] = quantiles([len(r["completion"]) for r in all_sft], qs)
+    # The pair sets that gold agreement and the Bayes ceiling are reported for.
+    sets: dict[str, list[dict]] = {}
+    for r in all_pairs:
+        sets.setdefault(f"pairs/{r['strategy']}", []).append(r)
     if cross_post is not None:
-        datasets_by_name["pairs_cross_post"] = _all_splits(cross_post)
+        sets["pairs_cross_post"] = _rows(cross_post)
     for name, dd in (time_rule_variants or {}).items():
-        datasets_by_name[f"same_post/{name}"] = _all_splits(dd)
+        sets[f"same_post/{name}"] = _rows(dd)
     gold = (
-        {k: gold_agreement(v, gold_fn, cfg.gold_max_pairs, cfg.seed) for k, v in datasets_by_name.items()}
+        {k: gold_agreement(v, gold_fn, cfg.gold_max_pairs, cfg.seed) for k, v in sorted(sets.items())}
         if gold_fn is not None
         else {}
     )
-    bayes = {k: float(bayes_fn(v, k)) for k, v in datasets_by_name.items() if len(v)} if bayes_fn is not None else {}
+    bayes = {}
+    if bayes_fn is not None:
+        features = next(iter(pairs.values())).features
+        for k, v in sorted(sets.items()):
+            if v:
+                f = cross_post[next(iter(cross_post))].features if k == "pairs_cross_post" else features
+                bayes[k] = float(bayes_fn(rows_to_dataset(v, f), k))
     splits = {"pairs": _counts(pairs), "sft": _counts(sft)}
     if cross_post is not None:
         splits["pairs_cross_post"] = _counts(cross_post)

@@ -491,17 +491,22 @@ def build_pairs(
     cfg: PairsConfig,
     count_tokens: TokenCounter | Any,
     splitter: PostSplitter,
+    grouped: Mapping[str, list[tuple[Mapping[str, Any], Response]]] | None = None,
 ) -> PairsResult:
     """Prepared posts + comment records -> pairs (and cross_post pairs), every dropped candidate counted.
 
     Steps: 1. filter comments and group them by post; 2. same_post and time_adjacent pairs per post;
     3. dedup; 4. global per-post cap; 5. split by post id; 6. cross_post pairs (separate dataset).
+    `grouped`: the output of `eligible_comments` for the same `cfg.comments`, to skip step 1 when building
+    variants of one config (its comment drops are then not counted again).
     """
     count = as_token_counter(count_tokens)
     drops: Counter[str] = Counter()
     rows: list[dict] = []
     if cfg.same_post.enabled or cfg.time_adjacent.enabled:
-        by_post = eligible_comments(comments, posts, cfg.comments, count, drops)  # 1.
+        by_post = grouped  # 1.
+        if by_post is None:
+            by_post = eligible_comments(comments, posts, cfg.comments, count, drops)
         for post_id in tqdm(sorted(by_post), desc="pairs", unit="post", mininterval=2.0):  # 2.
             post = posts[post_id]
             if cfg.same_post.enabled:
@@ -596,7 +601,8 @@ def build_datasets(
         raise FileNotFoundError(f"no post shards under {records_dir / 'posts'} (expected part-*.parquet)")
     fingerprint = _fingerprint(records_dir, cfg, count, gold_fn is not None, bayes_fn is not None)
     info_path = out_dir / BUILD_INFO
-    if info_path.exists() and json.loads(info_path.read_text()).get("fingerprint") == fingerprint:
+    complete = info_path.exists() and all((out_dir / name).exists() for name in ("pairs", "sft", "data_card.json"))
+    if complete and json.loads(info_path.read_text()).get("fingerprint") == fingerprint:
         cross_dir = out_dir / "pairs_cross_post"
         return BuildResult(
             pairs=datasets.load_from_disk(str(out_dir / "pairs")),
@@ -621,6 +627,7 @@ def build_datasets(
     # 3. the timestamp-rule comparison for the card: same_post alone, with and without the rule
     rule_variants: dict[str, datasets.DatasetDict] = {}
     if gold_fn is not None and cfg.pairs.same_post.enabled:
+        grouped = eligible_comments(comment_rows, posts, cfg.pairs.comments, count, Counter())
         for name, later in (("with_time_rule", True), ("without_time_rule", False)):
             only_same_post = cfg.pairs.model_copy(
                 update={
@@ -629,7 +636,7 @@ def build_datasets(
                     "cross_post": cfg.pairs.cross_post.model_copy(update={"enabled": False}),
                 }
             )
-            rule_variants[name] = build_pairs(posts, comment_rows, only_same_post, count, splitter).pairs
+            rule_variants[name] = build_pairs(posts, [], only_same_post, count, splitter, grouped=grouped).pairs
     # 4. the card
     card = build_card(
         cfg=cfg.card,
@@ -656,7 +663,9 @@ def build_datasets(
         tmp = out_dir / f".{name}.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
-        dataset.save_to_disk(str(tmp))
+        # An empty split must be written as one (empty) shard: datasets 5.2 saves it with zero shards
+        # and then cannot load it back.
+        dataset.save_to_disk(str(tmp), num_shards={s: 1 for s in dataset if len(dataset[s]) == 0})
         _replace_dir(tmp, out_dir / name)
     write_card(card, out_dir)
     info_path.write_text(json.dumps({"fingerprint": fingerprint}, indent=2))
@@ -691,7 +700,8 @@ def sim_bayes_fn(world: Any, cfg: PairsConfig, max_pairs: int = 2000, n_samples:
     def bayes(pairs: datasets.Dataset, name: str) -> float:
         if name not in rules:
             raise ValueError(f"no simulator pair rule for pair set {name!r}; known: {sorted(rules)}")
-        ids = sorted(zip(pairs["pair_id"], pairs["chosen_id"], pairs["rejected_id"]),
+        cols = pairs.select_columns(["pair_id", "chosen_id", "rejected_id"]).to_dict()
+        ids = sorted(zip(cols["pair_id"], cols["chosen_id"], cols["rejected_id"]),
                      key=lambda t: hash_unit(t[0], f"bayes-{seed}"))[:max_pairs]
         return world.bayes_accuracy([(c, r) for _, c, r in ids], rule=rules[name], n_samples=n_samples, seed=seed)
 

@@ -171,3 +171,14 @@ def test_simulated_world_end_to_end(tmp_path):
         assert card["gold_agreement"][name]["pairs"] > 0
         assert 0.0 <= card["gold_agreement"][name]["preferred_has_higher_gold"] <= 1.0
         assert 0.5 <= card["bayes_ceiling"][name] <= 1.0
+
+
+def test_empty_splits_survive_a_reload(tmp_path):
+    """datasets 5.2 cannot load a split saved with zero shards: empty splits are written as one shard."""
+    root = write_world(tmp_path / "records", n_posts=3)
+    cfg = CFG.model_copy(update={"split": CFG.split.model_copy(update={"validation_fraction": 0.0,
+                                                                        "test_fraction": 0.0})})
+    build_datasets(root, tmp_path / "out", cfg, count_tokens=words)
+    again = build_datasets(root, tmp_path / "out", cfg, count_tokens=words)
+    assert again.reused and len(again.pairs["validation"]) == 0 and len(again.sft["test"]) == 0
+    assert len(again.pairs["train"]) == 9 and again.pairs["test"].column_names == again.pairs["train"].column_names
