@@ -11,9 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from data.pairs import DatasetsConfig
+from data.sim.server import ServerConfig
 from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
+from data.sources.reddit_api import ScrapeConfig
 from policy.models import ModelSpec, TokenizerSpec
 
 
@@ -49,6 +51,13 @@ class ScrapeSection(BaseModel):
 
     source: Literal["sim", "reddit", "dumps"] = Field(
         "sim", description="`sim`: the simulated Reddit over HTTP via praw; `reddit`: reddit.com; `dumps`: files."
+    )
+    refresh: bool = Field(
+        False, description="Re-read the scores of stored ids in bulk (reddit.info) instead of scraping new posts."
+    )
+    reddit: ScrapeConfig = Field(default_factory=ScrapeConfig, description="praw scraper (sources reddit and sim).")
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="The simulated Reddit server (source sim): budget, faults."
     )
     dumps: DumpConfig | None = Field(None, description="Dump files and filters (source=dumps).")
     human_eval: HubConfig | None = Field(

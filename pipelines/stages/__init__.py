@@ -92,7 +92,8 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False) -> dict:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     started = time.time()
-    sd.start(cfg, fresh=force or not stage.resumable)
+    # A resumable stage continues from its own state (even with --force); others start from an empty folder.
+    sd.start(cfg, fresh=not stage.resumable)
     tracker = Tracker(
         sd.path,
         name,

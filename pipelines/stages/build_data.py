@@ -8,14 +8,10 @@ prompt budget of pairs and SFT rows is counted in its tokens.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
-import datasets
-
-from data.pairs import build_datasets
+from data.pairs import build_datasets, sim_bayes_fn
 from data.shards import load_records, shard_paths
 from data.sim.gold import gold_score
-from data.sim.world import PairRule, SimWorld
+from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
 from pipelines.stages import Context, register
 from policy.models import load_tokenizer, train_tokenizer
@@ -52,23 +48,6 @@ def sim_world(cfg: ExperimentConfig) -> SimWorld:
     return SimWorld.generate(cfg.world)
 
 
-def bayes_fn_for(world: SimWorld, cfg: ExperimentConfig) -> Callable[[datasets.Dataset], float]:
-    """Bayes ceiling of the same_post pairs under the configured SHP rule."""
-    sp = cfg.data.pairs.same_post
-
-    def bayes(pairs: datasets.Dataset) -> float:
-        rows = pairs.filter(lambda r: r["strategy"] == "same_post")
-        if not len(rows):
-            return float("nan")
-        # The card also asks about pairs built without the timestamp rule: condition on the rule they passed.
-        later = all(c >= r for c, r in zip(rows["chosen_created_utc"], rows["rejected_created_utc"]))
-        rule = PairRule(min_ratio=sp.min_score_ratio, min_score=sp.min_comment_score, later_preferred=later)
-        ids = [(a, b) for a, b in zip(rows["chosen_id"], rows["rejected_id"]) if a in world.comments]
-        return world.bayes_accuracy(ids, rule) if ids else float("nan")
-
-    return bayes
-
-
 @register("build-data", "Train the tokenizer, build preference pairs, SFT rows and the data card from scraped records.")
 def build_data(ctx: Context) -> dict:
     cfg = ctx.cfg
@@ -82,7 +61,7 @@ def build_data(ctx: Context) -> dict:
         cfg.data,
         count_tokens=tok,
         gold_fn=gold_score if simulated else None,
-        bayes_fn=bayes_fn_for(world, cfg) if world else None,
+        bayes_fn=sim_bayes_fn(world, cfg.data.pairs) if world else None,
         log=ctx.tracker.log,
     )
     print((ctx.out / "data_card.md").read_text())
