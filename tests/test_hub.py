@@ -41,7 +41,8 @@ def shp_dir(tmp_path: Path) -> Path:
         shp_row("p2", "a4", "b4", 30, 2),
     ])
     write_jsonl(root / "legaladvice" / "train.json", [shp_row("p3", "a5", "b5", 9, 3, domain="legaladvice_train")])
-    write_jsonl(root / "askculinary" / "validation.json", [shp_row("p4", "a6", "b6", 8, 2, domain="askculinary_validation")])
+    valid = [shp_row("p4", "a6", "b6", 8, 2, domain="askculinary_validation")]
+    write_jsonl(root / "askculinary" / "validation.json", valid)
     write_jsonl(root / "askculinary" / "test.json", [shp_row("p5", "a7", "b7", 2, 8, domain="askculinary_test")])
     return root
 

@@ -105,7 +105,8 @@ def read_local(path: str | Path) -> datasets.DatasetDict:
     """A file (one "train" split) or a directory of split-named files -> raw rows per split."""
     path = Path(path).expanduser()
     if path.is_file():
-        return datasets.DatasetDict({"train": datasets.load_dataset(_builder(path), data_files=str(path), split="train")})
+        single = datasets.load_dataset(_builder(path), data_files=str(path), split="train")
+        return datasets.DatasetDict({"train": single})
     if not path.is_dir():
         raise FileNotFoundError(f"HubConfig.path: {path} does not exist")
     files: dict[str, list[str]] = {}
@@ -154,7 +155,9 @@ def _post_row(post_id: str, subreddit: str, title: str, body: str) -> dict:
             "created_utc": 0.0, "author": ""}
 
 
-def shp_pair(row: Mapping[str, Any], cfg: HubConfig, count_tokens: Callable[[str], int] | None) -> tuple[dict | None, str | None]:
+def shp_pair(
+    row: Mapping[str, Any], cfg: HubConfig, count_tokens: Callable[[str], int] | None
+) -> tuple[dict | None, str | None]:
     """One SHP row -> (pair, None) or (None, drop reason)."""
     try:
         a_first = int(row["labels"]) == 1

@@ -92,9 +92,12 @@ class ScrapeConfig(BaseModel):
     reddit_url: str | None = Field(None, description="Base URL for tokens and links; None = https://www.reddit.com.")
     oauth_url: str | None = Field(None, description="Base URL of API calls; None = https://oauth.reddit.com.")
     user_agent: str | None = Field(
-        None, description="User agent if REDDIT_USER_AGENT is unset; Reddit wants `<platform>:<app>:<version> (by /u/name)`."
+        None,
+        description="User agent if REDDIT_USER_AGENT is unset (Reddit asks for `platform:app:version (by /u/name)`).",
     )
-    praw_site: str | None = Field(None, description="Read credentials from this praw.ini site instead of the environment.")
+    praw_site: str | None = Field(
+        None, description="Read credentials from this praw.ini site instead of the environment."
+    )
     salt: str = Field("upvote-rlhf", description="Salt for author hashes; an empty string stores plain names.")
     rows_per_shard: int = Field(500, gt=0, description="Rows per Parquet shard.")
     checkpoint_every: int = Field(25, ge=1, description="Posts between checkpoints (flush shards, then save state).")
