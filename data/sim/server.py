@@ -521,6 +521,9 @@ def _endpoint_name(path: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     sim: SimRedditServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, a keep-alive client's delayed ACK
+    # stalls every response by ~40 ms (7x fewer requests/s through praw's session).
+    disable_nagle_algorithm = True
     server_version = "SimReddit/1.0"
 
     def _params(self) -> tuple[str, dict[str, str]]:
