@@ -69,7 +69,8 @@ def load_records(directory: str | Path, kind: str) -> datasets.Dataset:
     """All shards of `kind` under `directory` as one Dataset, one row per id (latest snapshot wins)."""
     paths = shard_paths(directory, kind)
     if not paths:
-        return datasets.Dataset.from_list([], features=FEATURES[kind])
+        # Dataset.from_list([]) drops the columns under datasets 5.2: build the empty table from the schema.
+        return datasets.Dataset(FEATURES[kind].arrow_schema.empty_table())
     table = pa.concat_tables([pq.read_table(p, schema=FEATURES[kind].arrow_schema) for p in paths])
     ids = table.column("id").to_pylist()
     retrieved = table.column("retrieved_utc").to_pylist()

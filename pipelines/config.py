@@ -17,6 +17,8 @@ from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
 from policy.models import ModelSpec, TokenizerSpec
+from policy.sft import SFTStageConfig
+from reward_model.train import RewardStageConfig
 
 
 class WandbConfig(BaseModel):
@@ -78,3 +80,5 @@ class ExperimentConfig(BaseModel):
     data: DatasetsConfig = Field(default_factory=DatasetsConfig)
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     policy: ModelSpec = Field(default_factory=ModelSpec)
+    sft: SFTStageConfig = Field(default_factory=SFTStageConfig)
+    reward: RewardStageConfig = Field(default_factory=RewardStageConfig)

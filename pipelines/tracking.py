@@ -113,6 +113,11 @@ class Tracker:
             return
         import wandb
 
+        if use and self.run.settings.mode == "offline":
+            # Offline runs cannot declare inputs (wandb raises); record them in the config so the lineage
+            # is still in the run, and the online run (or a re-run online) links the artifact itself.
+            self.run.config.update({f"inputs/{name}": str(path)}, allow_val_change=True)
+            return
         art = wandb.Artifact(name=name, type=type)
         path = Path(path)
         if path.is_dir():

@@ -1,3 +1,3 @@
 """Importing this module registers every stage (in pipeline order)."""
 
-from pipelines.stages import scrape, build_data  # noqa: F401
+from pipelines.stages import scrape, build_data, train  # noqa: F401

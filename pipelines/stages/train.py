@@ -1,0 +1,129 @@
+"""`sft`, `train-reward` and `eval-reward` stages: the supervised policy and the upvote reward model.
+
+sft:          build-data/{tokenizer,sft}            -> sft/model (policy + tokenizer, save_pretrained)
+train-reward: build-data/pairs, sft/model           -> train-reward/model (+ reward_config.json), evaluation
+eval-reward:  train-reward/model, build-data/pairs  -> eval-reward/ (tables, reliability.png)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from data.pairs import sim_bayes_fn
+from data.sim.gold import gold_score
+from data.sim.world import SimWorld
+from pipelines.stages import Context, register
+from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
+from policy.sft import train_sft
+from reward_model.evaluate import evaluate_reward_model, format_table
+from reward_model.scoring import RewardScorer
+from reward_model.train import train_reward_model
+
+
+def _report_to(ctx: Context) -> list[str]:
+    return ["wandb"] if ctx.tracker.run is not None else []
+
+
+def _sim(ctx: Context) -> bool:
+    return ctx.cfg.scrape.source == "sim"
+
+
+@register("sft", "Supervised fine-tuning of the policy on (post -> author TL;DR) rows (TRL SFTTrainer).", resumable=True)
+def sft_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    data_dir = ctx.stage_path("build-data")
+    tokenizer = load_tokenizer(data_dir / "tokenizer")
+    if cfg.policy.name_or_path:
+        model = load_causal_lm(cfg.policy.name_or_path)
+        model.resize_token_embeddings(len(tokenizer))
+    else:
+        model = build_tiny_causal_lm(tokenizer, cfg.policy)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[sft] policy: {type(model).__name__}, {n_params / 1e6:.2f}M parameters")
+    ctx.tracker.artifact(f"{cfg.run.name}-sft-rows", "dataset", data_dir / "sft", use=True)
+    rows = datasets.load_from_disk(str(data_dir / "sft"))
+    result = train_sft(model, tokenizer, rows, ctx.out / "model", cfg.sft, report_to=_report_to(ctx), log=ctx.tracker.log)
+    if result.samples:
+        columns = list(result.samples[0].keys())
+        ctx.tracker.table("sft/samples", columns, [[s[c] for c in columns] for s in result.samples])
+        for s in result.samples[:3]:
+            print(f"--- sample\n{s}")
+    ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", ctx.out / "model")
+    return {**{f"sft/{k}": v for k, v in result.metrics.items()}, "sft/params": n_params,
+            "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
+
+
+def _bayes_for_eval(ctx: Context):
+    """The simulated world's Bayes ceiling for held-out same_post pairs (None for real data)."""
+    if not _sim(ctx):
+        return None
+    bayes = sim_bayes_fn(SimWorld.generate(ctx.cfg.world), ctx.cfg.data.pairs)
+
+    def on_pairs(pairs: datasets.Dataset) -> float:
+        same_post = pairs.filter(lambda r: r["strategy"] == "same_post")
+        return bayes(same_post, "pairs/same_post") if len(same_post) else float("nan")
+
+    return on_pairs
+
+
+def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict:
+    """Evaluate the reward model on held-out pairs; print the table; log tables and the reliability plot."""
+    pairs = datasets.load_from_disk(str(ctx.stage_path("build-data") / "pairs"))[split]
+    if ctx.cfg.scrape.human_eval is not None:
+        from data.sources.hub import load_hub_pairs
+
+        human = load_hub_pairs(ctx.cfg.scrape.human_eval).pairs
+        human_split = human[split] if split in human else next(iter(human.values()))
+        pairs = datasets.concatenate_datasets([pairs, human_split.cast(pairs.features)])
+    scorer = RewardScorer.from_pretrained(model_dir)
+    result = evaluate_reward_model(
+        scorer,
+        pairs,
+        out_dir=ctx.out,
+        gold_fn=gold_score if _sim(ctx) else None,
+        bayes_fn=_bayes_for_eval(ctx),
+        seed=ctx.cfg.run.seed,
+    )
+    for name, rows in result.tables.items():
+        if rows:
+            columns = list(rows[0].keys())
+            ctx.tracker.table(f"rm/{name}", columns, [[r[c] for c in columns] for r in rows])
+            if name != "confident_errors":
+                print(f"\n[{ctx.stage_dir.stage}] {name}\n{format_table(rows)}")
+    if result.plot_path:
+        ctx.tracker.image("rm/reliability", result.plot_path)
+    return result.metrics
+
+
+@register("train-reward", "Train the upvote reward model (TRL RewardTrainer, Bradley-Terry) and evaluate it.",
+          resumable=True)
+def train_reward_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    data_dir = ctx.stage_path("build-data")
+    pairs = datasets.load_from_disk(str(data_dir / "pairs"))
+    reference = datasets.load_from_disk(str(data_dir / "sft"))["validation"]
+    if cfg.reward.model_name_or_path:
+        source = cfg.reward.model_name_or_path
+        tokenizer = load_tokenizer(source)
+    else:  # Stiennon et al.: the reward model starts from the SFT policy
+        source = ctx.stage_path("sft") / "model"
+        tokenizer = load_tokenizer(source)
+        ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", source, use=True)
+    ctx.tracker.artifact(f"{cfg.run.name}-pairs", "dataset", data_dir / "pairs", use=True)
+    result = train_reward_model(
+        source, tokenizer, pairs, ctx.out / "model", cfg.reward, report_to=_report_to(ctx),
+        reference=reference, log=ctx.tracker.log,
+    )
+    ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", ctx.out / "model")
+    metrics = {f"rm_train/{k}": v for k, v in result.metrics.items()}
+    metrics.update({"rm_train/pairs": result.n_train_pairs, "rm_train/steps": result.global_step,
+                    "rm_train/truncated": result.n_truncated})
+    metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
+    return metrics
+
+
+@register("eval-reward", "Evaluate the reward model on held-out pairs: accuracy, baselines, calibration, gold.")
+def eval_reward_stage(ctx: Context) -> dict:
+    return evaluate_and_log(ctx, ctx.stage_path("train-reward") / "model")
