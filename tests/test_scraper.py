@@ -106,6 +106,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(world: SimWorld, tmp_path
     assert stats.posts == len(reference["posts"]) - 17 and stats.posts_skipped_done >= 1
     assert snapshot(tmp_path) == reference
     assert len(raw_ids(tmp_path, "posts")) == len(set(raw_ids(tmp_path, "posts")))  # no post fetched twice
+    with pytest.raises(ValueError, match="comment_depth, salt_sha256"):  # resuming must not mix row kinds
+        scrape(scrape_cfg("http://127.0.0.1:9", comment_depth=2, salt="other"), tmp_path)
 
 
 def test_killed_process_resumes(world: SimWorld, tmp_path: Path, reference: dict[str, list[dict]]) -> None:

@@ -10,7 +10,8 @@ STREAMED in compressed chunks and never held in memory.
 
 Steps per run:
 1. Order the files: submissions (RS_*) before comments (RC_*), because a comment is kept only when its
-   post was kept (joined on `link_id`).
+   post was kept (joined on `link_id`). Comments arrive for days after their post: include the next
+   month's RC file too, or late-month posts lose their later comments.
 2. For each line: a cheap regex on the raw bytes drops lines of other subreddits before any JSON parsing
    (most of a dump), then `json.loads`, the shared converters of `data.records`, and the date/score filters.
 3. Rows go to `ShardWriter`s; at the end of each file the writers are flushed and the file is recorded as

@@ -29,6 +29,7 @@ praw.ini site; they are never stored in the config, the state or the logs.
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import logging
 import os
@@ -225,6 +226,25 @@ def _read_state(out: Path) -> dict:
         raise ValueError(f"{path}: corrupt scrape state ({err}); delete it to rescrape from the start") from None
 
 
+def _settings(cfg: ScrapeConfig) -> dict:
+    """What shapes the rows: resuming with other values would mix two kinds of rows in one directory."""
+    keys = ("comment_depth", "comment_sort", "comment_limit", "replace_more", "min_post_score", "min_comment_score")
+    settings: dict[str, Any] = {k: getattr(cfg, k) for k in keys}
+    settings["salt_sha256"] = hashlib.sha256(cfg.salt.encode()).hexdigest()[:16]  # the salt itself stays out
+    return settings
+
+
+def _check_settings(out: Path, state: dict, cfg: ScrapeConfig) -> None:
+    now = _settings(cfg)
+    before = state.setdefault("settings", now)
+    changed = sorted(k for k in now if before.get(k) != now[k])
+    if changed:
+        raise ValueError(
+            f"{out} was scraped with other settings ({', '.join(changed)} differ from {out / STATE_FILE}); "
+            "resume with the same settings or scrape into a new directory"
+        )
+
+
 def _write_state(out: Path, state: dict) -> None:
     tmp = out / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1))
@@ -325,8 +345,9 @@ def scrape(cfg: ScrapeConfig, out_dir: str | Path, on_post: Callable[[str], None
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg, out)
     state = _read_state(out)
+    _check_settings(out, state, cfg)
+    run = _Run(cfg, out)
     done: set[str] = set(state["posts_done"])
     since_checkpoint = 0
 
