@@ -136,7 +136,8 @@ def test_killed_process_resumes(world: SimWorld, tmp_path: Path, reference: dict
 def test_faults_still_give_complete_dataset(world: SimWorld, tmp_path: Path, reference: dict[str, list[dict]],
                                             caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture) -> None:
     schedule = {2: "429", 4: "500", 6: "503", 9: "truncated", 12: "expired_token", 15: "delay", 17: "truncated",
-                20: "500", 21: "500", 22: "500"}  # the last three outlast prawcore's own two retries
+                20: "500", 21: "500", 22: "500",  # three in a row outlast prawcore's own two retries
+                25: "expired_token", 26: "expired_token", 27: "expired_token"}
     faults = FaultConfig(schedule=schedule, delay_seconds=1.6)
     caplog.set_level(logging.DEBUG)
     with SimRedditServer(world, server_cfg(faults=faults)) as srv:
@@ -147,7 +148,8 @@ def test_faults_still_give_complete_dataset(world: SimWorld, tmp_path: Path, ref
         assert served[f"fault/{kind}"] >= 1, kind
     assert stats.retries["rate_limited"] == 1 and stats.retries["bad_json"] == 2
     assert stats.retries["server_error"] >= 1
-    assert stats.status_counts["401"] == 1 and served["tokens_issued"] == 2  # re-authenticated once
+    assert stats.retries["invalid_token"] == 1  # prawcore gave up after 3 x 401; we re-authenticated
+    assert stats.status_counts["401"] == 4 and served["tokens_issued"] == 5  # a new token after each 401
     # the client secret appears in no log record, no output and no saved file
     out, err = capfd.readouterr()
     assert SECRET not in caplog.text and SECRET not in out + err
