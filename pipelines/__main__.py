@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except configio.ConfigError as err:
         print(f"config error:\n{err}", file=sys.stderr)
         return 2
+    source = " ".join([args.config, *args.overrides])
     if args.stage == "demo":
-        run_demo(cfg, force=args.force)
+        run_demo(cfg, force=args.force, source=source)
     else:
-        run_stage(args.stage, cfg, force=args.force)
+        run_stage(args.stage, cfg, force=args.force, source=source)
     return 0
 
 

@@ -13,7 +13,7 @@ from pipelines.stages import STAGES, run_root, run_stage
 PIPELINE = ("scrape", "build-data", "sft", "train-reward", "ppo", "eval-policy", "steer", "report")
 
 
-def run_demo(cfg: ExperimentConfig, force: bool = False) -> dict[str, float]:
+def run_demo(cfg: ExperimentConfig, force: bool = False, source: str = "") -> dict[str, float]:
     """Run the pipeline's stages that exist; returns seconds per stage."""
     timings: dict[str, float] = {}
     started = time.time()
@@ -22,7 +22,7 @@ def run_demo(cfg: ExperimentConfig, force: bool = False) -> dict[str, float]:
             print(f"[demo] stage '{name}' is not available in this version: skipped")
             continue
         t0 = time.time()
-        run_stage(name, cfg, force=force)
+        run_stage(name, cfg, force=force, source=source)
         timings[name] = time.time() - t0
     total = time.time() - started
     print("\n[demo] wall time per stage")

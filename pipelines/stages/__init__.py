@@ -56,14 +56,15 @@ class Stage:
     help: str
     resumable: bool = False  # True: an incomplete folder is resumed (checkpoints), not wiped
     tracked: bool = True  # False: no W&B run (e.g. serving the simulated Reddit)
+    always: bool = False  # True: never skipped (the report must reflect the stages as they are now)
 
 
 STAGES: dict[str, Stage] = {}
 
 
-def register(name: str, help: str, resumable: bool = False, tracked: bool = True):
+def register(name: str, help: str, resumable: bool = False, tracked: bool = True, always: bool = False):
     def wrap(fn: Callable[[Context], dict]) -> Callable[[Context], dict]:
-        STAGES[name] = Stage(name, fn, help, resumable, tracked)
+        STAGES[name] = Stage(name, fn, help, resumable, tracked, always)
         return fn
 
     return wrap
@@ -79,11 +80,14 @@ def run_root(cfg: ExperimentConfig) -> Path:
     return Path(cfg.run.root) / cfg.run.name
 
 
-def run_stage(name: str, cfg: ExperimentConfig, force: bool = False) -> dict:
-    """Run one stage with the common life cycle; returns its final metrics."""
+def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str = "") -> dict:
+    """Run one stage with the common life cycle; returns its final metrics.
+
+    `source` (config file + overrides) is recorded in DONE.json so every reported number names its config.
+    """
     stage = STAGES[name]
     sd = StageDir(run_root(cfg), name)
-    if sd.is_complete() and not force:
+    if sd.is_complete() and not (force or stage.always):
         print(f"[{name}] complete output in {sd.path}: skipped (use --force to redo)")
         return sd.metrics()
     if cfg.run.wandb.mode:
@@ -107,6 +111,6 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False) -> dict:
         metrics = stage.fn(Context(cfg, sd, tracker)) or {}
         seconds = time.time() - started
         tracker.summary({**metrics, f"time/{name}_seconds": seconds})
-    sd.finish(seconds, seed=cfg.run.seed)
+    sd.finish(seconds, seed=cfg.run.seed, config=source or "(in-process config)")
     print(f"[{name}] done in {seconds:.1f} s -> {sd.path}")
     return metrics

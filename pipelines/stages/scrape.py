@@ -52,14 +52,19 @@ def scrape_stage(ctx: Context) -> dict:
             raise ValueError("scrape.source=dumps needs a scrape.dumps section with `paths` (files or globs)")
         stats = ingest_dumps(cfg.scrape.dumps, records)
         print(stats)
-        return {f"scrape/{k}": v for k, v in vars(stats).items() if isinstance(v, (int, float))}
+        summary = stats.to_dict()
+        metrics = {f"scrape/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
+        return metrics | {f"scrape/dropped/{k}": v for k, v in summary.get("dropped", {}).items()}
 
     job = refresh if cfg.scrape.refresh else scrape
     if source == "sim":
         world = SimWorld.generate(cfg.world, progress=True)
         server_cfg = cfg.scrape.server.model_copy(update={"client_id": SIM_CLIENT_ID, "client_secret": SIM_CLIENT_SECRET})
         with SimRedditServer(world, server_cfg) as server, _sim_credentials():
-            reddit_cfg = cfg.scrape.reddit.model_copy(update={"oauth_url": server.base_url, "reddit_url": server.base_url})
+            # prawcore paces requests over the server's window, which the sim config knows exactly.
+            reddit_cfg = cfg.scrape.reddit.model_copy(update={
+                "oauth_url": server.base_url, "reddit_url": server.base_url,
+                "ratelimit_window_s": max(1, int(server_cfg.window_seconds))})
             print(f"[scrape] simulated Reddit: {len(world.posts)} posts at {server.base_url}")
             stats = job(reddit_cfg, records)
     else:

@@ -1,0 +1,248 @@
+"""`runs/<name>/REPORT.md`: the project's questions answered with the numbers of one run.
+
+    python -m pipelines report --config configs/demo.yaml
+
+Reads only files the stages wrote (`DONE.json`, `metrics.json`, `metrics.jsonl`, table JSONs, PNGs), so
+the report can be rebuilt at any time and never mixes runs. Every section names the stage, config, seed
+and commit that produced its numbers; a stage that has not run is reported as missing, not guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return out + [""]
+
+
+class RunReader:
+    """Access to one run directory's stage outputs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def done(self, stage: str) -> dict | None:
+        return _read_json(self.root / stage / "DONE.json")
+
+    def metrics(self, stage: str) -> dict:
+        return _read_json(self.root / stage / "metrics.json") or {}
+
+    def table(self, stage: str, key: str) -> dict | None:
+        return _read_json(self.root / stage / f"{key.replace('/', '_')}.json")
+
+    def curve(self, stage: str) -> list[dict]:
+        path = self.root / stage / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def provenance(self, stage: str) -> str:
+        info = self.done(stage)
+        if not info:
+            return f"_stage `{stage}` has not completed in this run._"
+        return (f"_Stage `{stage}`: config `{info.get('config', '?')}`, seed {info.get('seed', '?')}, "
+                f"commit `{info.get('commit', '?')}`, {info.get('seconds', 0):.0f} s._")
+
+
+def _data_section(r: RunReader) -> list[str]:
+    lines = ["## 1. Data: what the upvote rules keep", "", r.provenance("build-data"), ""]
+    card = _read_json(r.root / "build-data" / "data_card.json")
+    scrape = r.metrics("scrape")
+    if scrape:
+        lines += [f"Scraped {_fmt(scrape.get('scrape/posts'))} posts and {_fmt(scrape.get('scrape/comments'))} comments "
+                  f"in {_fmt(scrape.get('scrape/requests'))} requests "
+                  f"({_fmt(scrape.get('scrape/items_per_request'), 1)} items per request). {r.provenance('scrape')}", ""]
+    if not card:
+        return lines + ["No data card.", ""]
+    splits = card["splits"]
+    lines += ["Rows per dataset and split:", ""]
+    lines += _table(["dataset", "train", "validation", "test"],
+                    [[name, c.get("train", 0), c.get("validation", 0), c.get("test", 0)] for name, c in splits.items()])
+    drops = card.get("drops", {})
+    if drops:
+        lines += ["Rows dropped by each rule:", ""]
+        lines += _table(["rule", "rows"], sorted(drops.items(), key=lambda kv: -kv[1]))
+    gold = card.get("gold_agreement") or {}
+    if gold:
+        bayes = card.get("bayes_ceiling") or {}
+        lines += ["### The timestamp rule", "",
+                  "Share of pairs whose preferred (higher-voted) side also has the higher hidden gold quality, and "
+                  "the Bayes ceiling of predicting the vote from text. SHP's rule keeps a pair only when the "
+                  "preferred comment was written later, so exposure time cannot explain its score:", ""]
+        lines += _table(["pairs", "n", "preferred has higher gold", "Bayes ceiling"],
+                        [[k, v.get("pairs"), v.get("preferred_has_higher_gold"), bayes.get(k)] for k, v in gold.items()])
+        with_rule = (gold.get("same_post/with_time_rule") or {}).get("preferred_has_higher_gold")
+        without = (gold.get("same_post/without_time_rule") or {}).get("preferred_has_higher_gold")
+        if with_rule is not None and without is not None:
+            lines += [f"**The timestamp rule raises gold agreement of same_post pairs from {without:.3f} to "
+                      f"{with_rule:.3f}** ({with_rule - without:+.3f}).", ""]
+    return lines
+
+
+def _reward_section(r: RunReader) -> list[str]:
+    stage = "eval-reward" if r.done("eval-reward") else "train-reward"
+    m = r.metrics(stage)
+    lines = ["## 2. Reward model: how much of the vote can be predicted from text?", "", r.provenance(stage), ""]
+    if "rm/accuracy" not in m:
+        return lines + ["No reward-model evaluation.", ""]
+    rows = [
+        ["reward model", m.get("rm/accuracy"), f"[{_fmt(m.get('rm/accuracy_ci_low'))}, {_fmt(m.get('rm/accuracy_ci_high'))}]"],
+        ["longer wins", m.get("rm/baseline/longer_wins"), ""],
+        ["later wins", m.get("rm/baseline/later_wins"), ""],
+        ["random", m.get("rm/baseline/random"), ""],
+    ]
+    if "rm/bayes_ceiling" in m:
+        rows.append(["Bayes ceiling (simulator)", m["rm/bayes_ceiling"], ""])
+    if "rm/gold/accuracy" in m:
+        rows.append(["reward model vs GOLD labels", m["rm/gold/accuracy"],
+                     f"[{_fmt(m.get('rm/gold/accuracy_ci_low'))}, {_fmt(m.get('rm/gold/accuracy_ci_high'))}]"])
+        rows.append(["observed votes vs gold labels", m.get("rm/gold/label_agreement"), ""])
+    lines += [f"Held-out pairwise accuracy on observed upvote labels ({_fmt(m.get('rm/n_pairs'), 0)} pairs, 95% Wilson CI):", ""]
+    lines += _table(["predictor", "accuracy", "95% CI"], rows)
+    best_baseline = max(v for v in (m.get("rm/baseline/longer_wins"), m.get("rm/baseline/later_wins"),
+                                    m.get("rm/baseline/random")) if isinstance(v, (int, float)) and not math.isnan(v))
+    verdict = [f"- Margin over the best baseline: {m['rm/accuracy'] - best_baseline:+.3f}."]
+    if "rm/bayes_ceiling" in m:
+        verdict.append(f"- Gap to the Bayes ceiling: {m['rm/bayes_ceiling'] - m['rm/accuracy']:+.3f}.")
+    if "rm/human_agreement" in m:
+        verdict.append(f"- Agreement with human comparisons: {m['rm/human_agreement']:.3f}.")
+    lines += verdict + [""]
+    by_ratio = r.table(stage, "rm/by_ratio")
+    if by_ratio and by_ratio["rows"]:
+        cols = by_ratio["columns"]
+        keep = [c for c in ("value", "n", "accuracy", "ci_low", "ci_high", "longer_wins", "later_wins") if c in cols]
+        lines += ["Accuracy by score-ratio bucket:", ""]
+        lines += _table(keep, [[row[cols.index(c)] for c in keep] for row in by_ratio["rows"]])
+    if (r.root / stage / "reliability.png").is_file():
+        lines += [f"Calibration: ECE {_fmt(m.get('rm/ece'))}.", "", f"![reliability]({stage}/reliability.png)", ""]
+    return lines
+
+
+def _policy_section(r: RunReader) -> list[str]:
+    lines = ["## 3. Policies: SFT, PPO, best-of-n, RLOO/GRPO, goal tokens and input steering", ""]
+    sft = r.metrics("sft")
+    if sft:
+        lines += [f"SFT: {_fmt(sft.get('sft/params'), 0)} parameters, {_fmt(sft.get('sft/steps'), 0)} steps, final eval loss "
+                  f"{_fmt(sft.get('sft/eval_loss'))}. {r.provenance('sft')}", ""]
+    ppo_curve = [row for row in r.curve("ppo") if "objective/scores" in row]
+    if ppo_curve:
+        last = ppo_curve[-1]
+        lines += [f"PPO: {len(ppo_curve)} updates; last update: reward-model score {_fmt(last.get('objective/scores'))}, "
+                  f"gold {_fmt(last.get('objective/gold'))}, KL {_fmt(last.get('objective/kl'))}. {r.provenance('ppo')}", ""]
+    table = _read_json(r.root / "steer" / "side_by_side.json") or _read_json(r.root / "eval-policy" / "policy_table.json")
+    if isinstance(table, dict):
+        table = table.get("rows", [])
+    if table:
+        stage = "steer" if (r.root / "steer" / "side_by_side.json").is_file() else "eval-policy"
+        lines += ["### The side-by-side table", "", r.provenance(stage), "",
+                  "Held-out posts; reward-model score is normalized (reference TL;DRs average 0); gold is the "
+                  "simulator's hidden quality; win rate is against the reference TL;DR.", ""]
+        cols = ["method", "rm_score", "gold", "gold_win_rate", "kl", "rouge_l", "length", "no_eos_rate",
+                "weights_changed", "compute"]
+        rows = []
+        for row in table:
+            ci = row.get("gold_win_ci")
+            win = row.get("gold_win_rate")
+            win_text = f"{_fmt(win)} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and win is not None else _fmt(win)
+            rows.append([row.get("method"), row.get("rm_score"), row.get("gold"), win_text, row.get("kl"),
+                         row.get("rouge_l"), row.get("length"), row.get("no_eos_rate"), row.get("weights_changed"),
+                         row.get("compute")])
+        lines += _table(cols, rows)
+    for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
+                         ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):
+        if (r.root / png).is_file():
+            lines += [f"{caption}:", "", f"![{caption}]({png})", ""]
+    return lines
+
+
+def _steer_section(r: RunReader) -> list[str]:
+    m = r.metrics("steer")
+    lines = ["## 4. Input-only steering: weights frozen, input optimized", "", r.provenance("steer"), ""]
+    if not m:
+        return lines + ["No steering results.", ""]
+    keys = sorted(k for k in m if k.startswith("steer/") and isinstance(m[k], (int, float)))
+    lines += _table(["metric", "value"], [[k, m[k]] for k in keys])
+    for png in sorted((r.root / "steer").glob("*.png")):
+        lines += [f"![{png.stem}](steer/{png.name})", ""]
+    return lines
+
+
+def _samples_section(r: RunReader) -> list[str]:
+    lines = ["## 5. Samples", ""]
+    for stage, key in (("sft", "sft/samples"), ("ppo", "ppo/samples"), ("steer", "steer/samples")):
+        t = r.table(stage, key)
+        if not t or not t["rows"]:
+            continue
+        lines += [f"### {key}", ""]
+        for row in t["rows"][:3]:
+            record = dict(zip(t["columns"], row))
+            prompt = str(record.get("prompt", ""))
+            lines += ["```", prompt[-400:]] + [f"{k}: {v}" for k, v in record.items() if k != "prompt"] + ["```", ""]
+    return lines
+
+
+def _timing_section(r: RunReader) -> tuple[list[str], list[tuple[str, float]]]:
+    rows = []
+    for done in sorted(r.root.glob("*/DONE.json")):
+        info = json.loads(done.read_text())
+        rows.append((info["stage"], float(info.get("seconds", 0))))
+    order = ["scrape", "build-data", "sft", "train-reward", "eval-reward", "ppo", "eval-policy", "steer"]
+    rows.sort(key=lambda x: order.index(x[0]) if x[0] in order else len(order))
+    lines = ["## 6. Wall time per stage", ""]
+    lines += _table(["stage", "seconds"], [[s, round(t, 1)] for s, t in rows] + [["total", round(sum(t for _, t in rows), 1)]])
+    return lines, rows
+
+
+def _plot_timings(rows: list[tuple[str, float]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh([s for s, _ in rows][::-1], [t / 60 for _, t in rows][::-1], color="#4477aa")
+    ax.set_xlabel("minutes")
+    ax.set_title("Wall time per stage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(run_root: str | Path) -> Path:
+    """Write `<run_root>/REPORT.md` (and `timings.png`) from the stage outputs; returns the report path."""
+    r = RunReader(Path(run_root))
+    lines = [f"# upvote-rlhf report: run `{r.root.name}`", "",
+             "RLHF from Reddit upvotes: what can a reward learned from votes teach a summarizer, and can a frozen "
+             "model be steered by its input alone? Numbers below come from this run's stage outputs; each section "
+             "names the stage, config, seed and commit that produced them.", ""]
+    lines += _data_section(r) + _reward_section(r) + _policy_section(r) + _steer_section(r) + _samples_section(r)
+    timing_lines, rows = _timing_section(r)
+    lines += timing_lines
+    if rows:
+        _plot_timings(rows, r.root / "timings.png")
+        lines += ["![timings](timings.png)", ""]
+    path = r.root / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
