@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data.pairs import DatasetsConfig
 from data.sim.server import ServerConfig
@@ -16,8 +16,11 @@ from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
+from policy.evaluate import EvalPolicyConfig
 from policy.models import ModelSpec, TokenizerSpec
+from policy.ppo import PPOConfig
 from policy.sft import SFTStageConfig
+from policy.trl_baselines import TRLBaselineConfig
 from reward_model.train import RewardStageConfig
 
 
@@ -69,6 +72,31 @@ class ScrapeSection(BaseModel):
     )
 
 
+class RLSection(BaseModel):
+    """The `ppo` stage around PPO itself (`ppo:`): policy snapshots for eval-policy, and the critic-free
+    baselines trained in the same stage on the same prompts and reward."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot_every: int = Field(
+        10, ge=1, description="Save the policy (HF layout, ppo/snapshots/step-N) every N PPO updates and at the end: "
+        "the points of eval-policy's over-optimization curve.",
+    )
+    baselines: list[TRLBaselineConfig] = Field(
+        default_factory=list,
+        description="TRL baselines trained after PPO from the SFT policy, e.g. [{algo: rloo, max_steps: 40}]; "
+        "each goes to ppo/baselines/<algo>/policy and gets a row in eval-policy. Empty: none.",
+    )
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique_algos(cls, baselines: list[TRLBaselineConfig]) -> list[TRLBaselineConfig]:
+        algos = [b.algo for b in baselines]
+        if len(set(algos)) != len(algos):
+            raise ValueError(f"rl.baselines lists an algo twice ({algos}): each writes ppo/baselines/<algo>/")
+        return baselines
+
+
 class ExperimentConfig(BaseModel):
     """All stages of one experiment."""
 
@@ -82,3 +110,6 @@ class ExperimentConfig(BaseModel):
     policy: ModelSpec = Field(default_factory=ModelSpec)
     sft: SFTStageConfig = Field(default_factory=SFTStageConfig)
     reward: RewardStageConfig = Field(default_factory=RewardStageConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    rl: RLSection = Field(default_factory=RLSection)
+    eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)

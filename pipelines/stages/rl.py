@@ -1,0 +1,316 @@
+"""`ppo` and `eval-policy` stages: RL against the upvote reward model, and the held-out policy table.
+
+ppo:         sft/model, train-reward/model, build-data/sft  -> ppo/policy, ppo/value_model,
+             ppo/checkpoints/step-N (exact resume), ppo/snapshots/step-N (policies for the curve),
+             ppo/baselines/<rloo|grpo>/policy (when rl.baselines lists them), ppo_samples.json
+eval-policy: the above + sft/model                          -> eval-policy/policy_table.json,
+             gold_vs_sqrt_kl.png, proxy_vs_gold.png, eval_samples.json
+
+    python -m pipelines ppo --config configs/demo.yaml [ppo.kl_coef=0.1 ...]
+    python -m pipelines eval-policy --config configs/demo.yaml [eval_policy.max_prompts=128 ...]
+
+RLOO/GRPO (TRL) are trained in the `ppo` stage, after PPO, from the same SFT policy, prompts and reward
+callable (`rl.baselines: [{algo: rloo, ...}]`), so one config and one run directory give the whole
+side-by-side table; eval-policy only evaluates.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import PartialState
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from data.sim.gold import gold_score
+from pipelines.stages import Context, register
+from policy.evaluate import (
+    ROW_KEYS,
+    HeldOut,
+    best_of_n_rows,
+    format_rows,
+    make_row,
+    policy_kl,
+    reference_row,
+    sample_responses,
+    settings,
+    slug,
+    weights_changed,
+)
+from policy.models import load_causal_lm, load_tokenizer
+from policy.plots import plot_gold_vs_sqrt_kl, plot_proxy_vs_gold, ppo_curve
+from policy.ppo import PPODivergedError, build_value_model, derive_sizes, train_ppo
+from policy.trl_baselines import train_trl_baseline
+from reward_model.scoring import RewardScorer
+
+SNAPSHOT = re.compile(r"^step-(\d+)$")
+BASELINE_NAMES = {"rloo": "RLOO", "grpo": "GRPO"}
+
+
+def _sim(ctx: Context) -> bool:
+    return ctx.cfg.scrape.source == "sim"
+
+
+def batch_gold(post_texts: list[str], responses: list[str]) -> torch.Tensor:
+    """`gold_score` as a RewardFn over a batch: [batch]."""
+    return torch.tensor([gold_score(p, r) for p, r in zip(post_texts, responses)], dtype=torch.float32)
+
+
+def _same_vocab(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    return a.get_vocab() == b.get_vocab()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ppo
+# ----------------------------------------------------------------------------------------------------------
+def _merged_policy(policy: PreTrainedModel) -> PreTrainedModel:
+    """The policy as a plain HF model: a copy with any LoRA layers (peft injects them in place) merged."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return policy
+    if not any(isinstance(m, BaseTunerLayer) for m in policy.modules()):
+        return policy
+    merged = copy.deepcopy(policy)
+    for name, module in list(merged.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(merged.get_submodule(parent_name) if parent_name else merged, child, module.get_base_layer())
+    return merged
+
+
+class PolicySnapshots:
+    """Saves the policy every `every` updates and at `last` into `root/step-NNNNNNN` (atomically: tmp + rename).
+
+    Called from PPO's log callback, which runs after the update's optimizer steps, so a snapshot holds the
+    weights after that update. A resumed run rewrites the snapshots of the updates it repeats.
+    """
+
+    def __init__(self, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, root: Path, every: int, last: int):
+        self.policy, self.tokenizer, self.root, self.every, self.last = policy, tokenizer, root, every, last
+
+    def __call__(self, step: int) -> None:
+        if step % self.every and step != self.last:
+            return
+        final = self.root / f"step-{step:07d}"
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _merged_policy(self.policy).save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+
+
+def list_snapshots(ppo_dir: Path) -> list[tuple[int, Path]]:
+    """(update, directory) of every complete PPO policy snapshot, by update."""
+    found = []
+    for path in (ppo_dir / "snapshots").glob("step-*"):
+        m = SNAPSHOT.match(path.name)
+        if m and (path / "config.json").is_file():
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+@register("ppo", "PPO on the SFT policy against the upvote reward model (+ RLOO/GRPO baselines if configured).",
+          resumable=True)
+def ppo_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    sft_dir = ctx.stage_path("sft") / "model"
+    rm_dir = ctx.stage_path("train-reward") / "model"
+    data_dir = ctx.stage_path("build-data")
+    ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", sft_dir, use=True)
+    ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", rm_dir, use=True)
+
+    # Models: policy + frozen reference from SFT; critic from the reward model when it reads the same tokens.
+    tokenizer = load_tokenizer(sft_dir)
+    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
+    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    critic_from_rm = _same_vocab(tokenizer, scorer.tokenizer)
+    if not critic_from_rm:
+        print("[ppo] the reward model's tokenizer differs from the policy's: value model starts from the policy")
+    value_model = build_value_model(policy, rm_dir if critic_from_rm else None)
+    rows = datasets.load_from_disk(str(data_dir / "sft"))["train"]
+    prompts = rows.select_columns(["prompt", "post_text"])
+    gold_fn = batch_gold if _sim(ctx) else None
+
+    sizes = derive_sizes(cfg.ppo, PartialState().num_processes)
+    print(f"[ppo] {sizes.num_updates} updates x {sizes.batch_size} episodes on {len(prompts)} prompts; "
+          f"snapshots every {cfg.rl.snapshot_every} updates")
+    snapshots = PolicySnapshots(policy, tokenizer, ctx.out / "snapshots", cfg.rl.snapshot_every, sizes.num_updates)
+    samples: list[dict] = []
+
+    def log(metrics: dict[str, float], step: int) -> None:
+        ctx.tracker.log(metrics, step)
+        snapshots(step)
+
+    def on_samples(batch: list[dict], step: int) -> None:
+        samples.extend(batch)
+        columns = list(samples[0].keys())
+        ctx.tracker.table("ppo/samples", columns, [[s.get(c) for c in columns] for s in samples])
+
+    started = time.time()
+    try:
+        result = train_ppo(policy, ref_policy, value_model, tokenizer, prompts, scorer, cfg.ppo, ctx.out,
+                           log=log, gold_fn=gold_fn, on_samples=on_samples)
+    except PPODivergedError as err:
+        raise RuntimeError(
+            f"[ppo] training diverged: {err}. Rerunning with the same settings resumes from that checkpoint and "
+            f"would diverge again: lower ppo.learning_rate, raise ppo.kl_coef or set ppo.max_grad_norm (or delete "
+            f"{ctx.out / 'checkpoints'} to restart from the SFT policy), then rerun `python -m pipelines ppo ...`"
+        ) from err
+    ppo_seconds = time.time() - started
+    for s in samples[-3:]:
+        print(f"--- step {s['step']}  score {s['score']:.3f}  {s.get('gold', '')}\n{s['response']}")
+    ctx.tracker.artifact(f"{cfg.run.name}-ppo-policy", "model", result.policy_dir)
+    metrics = {**result.final_metrics, "ppo/updates": result.num_updates, "ppo/batch_size": sizes.batch_size,
+               "ppo/snapshots": len(list_snapshots(ctx.out)), "ppo/critic_from_rm": critic_from_rm,
+               "time/ppo_train_seconds": ppo_seconds}
+
+    # Critic-free baselines from the same SFT policy, prompts and reward (skipped when already trained).
+    for base in cfg.rl.baselines:
+        out = ctx.out / "baselines" / base.algo
+        if (out / "policy" / "config.json").is_file() and (out / "result.json").is_file():
+            print(f"[ppo] {base.algo}: trained policy in {out / 'policy'}: skipped")
+            continue
+        t0 = time.time()
+        history = train_trl_baseline(
+            sft_dir, tokenizer, list(prompts["prompt"]), scorer, base, out,
+            log=lambda m, step, a=base.algo: ctx.tracker.log({f"{a}/{k}": v for k, v in m.items()} | {f"{a}/step": step}),
+        )
+        seconds = time.time() - t0
+        (out / "result.json").write_text(json.dumps({"algo": base.algo, "seconds": seconds, "config": base.model_dump(),
+                                                     "log_history": history}, indent=1, default=str))
+        ctx.tracker.artifact(f"{cfg.run.name}-{base.algo}-policy", "model", out / "policy")
+        metrics[f"{base.algo}/seconds"] = seconds
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# eval-policy
+# ----------------------------------------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _stage_seconds(ctx: Context, stage: str) -> float:
+    done = ctx.run_root / stage / "DONE.json"
+    return float(json.loads(done.read_text()).get("seconds", 0.0)) if done.is_file() else 0.0
+
+
+def held_out(ctx: Context, scorer: RewardScorer) -> HeldOut:
+    """The evaluated prompts: up to `max_prompts` rows of the SFT split, a seeded choice; references scored."""
+    ecfg = ctx.cfg.eval_policy
+    splits = datasets.load_from_disk(str(ctx.stage_path("build-data") / "sft"))
+    if ecfg.split not in splits:
+        raise ValueError(f"eval_policy.split={ecfg.split!r}: build-data/sft has splits {list(splits)}")
+    rows = splits[ecfg.split]
+    if len(rows) == 0:
+        raise ValueError(f"eval_policy.split={ecfg.split!r} of build-data/sft is empty: nothing to evaluate")
+    rows = rows.shuffle(seed=ecfg.seed).select(range(min(ecfg.max_prompts, len(rows))))
+    prompts, posts, refs = list(rows["prompt"]), list(rows["post_text"]), list(rows["completion"])
+    ref_gold = np.array([gold_score(p, r) for p, r in zip(posts, refs)]) if _sim(ctx) else None
+    return HeldOut(prompts, posts, refs, scorer.score(prompts, refs).double().numpy(), ref_gold)
+
+
+@register("eval-policy", "Held-out table: SFT, PPO snapshots, best-of-n, RLOO/GRPO (reward, gold, KL, win rates).")
+def eval_policy_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
+    sft_dir = ctx.stage_path("sft") / "model"
+    rm_dir = ctx.stage_path("train-reward") / "model"
+    ppo_dir = ctx.stage_path("ppo")
+    tokenizer = load_tokenizer(sft_dir)
+    sft = load_causal_lm(sft_dir)
+    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    gold_fn = gold_score if _sim(ctx) else None
+    torch.manual_seed(ecfg.seed)
+    held = held_out(ctx, scorer)
+    print(f"[eval-policy] {len(held)} held-out prompts ({ecfg.split}), temperature {ecfg.temperature}, "
+          f"{ecfg.response_length} new tokens")
+    table: list[dict] = [reference_row(held, tokenizer)]
+    shown: dict[str, list[str]] = {}  # method -> response to each of the first prompts (samples table)
+
+    def show(method: str, texts: list[str], per_prompt: int) -> None:
+        shown[method] = [texts[b * per_prompt] for b in range(min(ecfg.n_table_samples, len(held)))]
+
+    # 1. SFT: one pool of S samples per prompt; uniform weights give the SFT row, order statistics best-of-n.
+    pool_size = max([*ecfg.best_of_n, ecfg.samples_per_prompt])
+    pool = sample_responses(sft, sft, tokenizer, held, pool_size, ecfg, scorer, gold_fn, desc=f"SFT x{pool_size}")
+    sft_steps = json.loads((sft_dir.parent / "metrics.json").read_text()).get("sft/steps") \
+        if (sft_dir.parent / "metrics.json").is_file() else "?"
+    table.append(make_row("SFT", pool, held, policy_kl(pool), False, f"SFT {sft_steps} steps",
+                          _stage_seconds(ctx, "sft") + pool.seconds * ecfg.samples_per_prompt / pool_size))
+    show("SFT", pool.texts, pool_size)
+    table += best_of_n_rows(pool, held, ecfg.best_of_n, ecfg.bon_missing_eos_penalty)
+    if ecfg.best_of_n and ecfg.best_of_n[-1] == pool_size:  # the exact best-of-S pick on the first prompts
+        picks = np.argmax(pool.grid(pool.rm), axis=1)
+        shown[f"best-of-{pool_size}"] = [pool.texts[b * pool_size + int(picks[b])]
+                                         for b in range(min(ecfg.n_table_samples, len(held)))]
+
+    # 2. PPO: every snapshot (the over-optimization curve) or only the last one.
+    curve = ppo_curve(_read_jsonl(ppo_dir / "metrics.jsonl"))
+    step_seconds = np.cumsum([r.get("time/step", 0.0) for r in curve])
+    episodes = {int(r["step"]): int(r.get("episodes", 0)) for r in curve}
+    snaps = list_snapshots(ppo_dir)
+    if not snaps and (ppo_dir / "policy" / "config.json").is_file():
+        snaps = [(int(curve[-1]["step"]) if curve else 0, ppo_dir / "policy")]
+    if not ecfg.ppo_snapshots:
+        snaps = snaps[-1:]
+    for step, path in snaps:
+        model = load_causal_lm(path)
+        res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn,
+                               desc=f"PPO step {step}")
+        train_s = float(step_seconds[step - 1]) if 0 < step <= len(step_seconds) else 0.0
+        batch = episodes.get(step, 0) // max(step, 1)
+        compute = f"PPO {step} updates x {batch} episodes, {train_s:.0f} s"
+        table.append(make_row(f"PPO step {step}", res, held, policy_kl(res), weights_changed(model, sft), compute,
+                              train_s + res.seconds))
+        show(f"PPO step {step}", res.texts, ecfg.samples_per_prompt)
+
+    # 3. RLOO / GRPO baselines trained by the ppo stage.
+    for algo, name in BASELINE_NAMES.items():
+        base_dir = ppo_dir / "baselines" / algo
+        if not (base_dir / "policy" / "config.json").is_file():
+            continue
+        info = json.loads((base_dir / "result.json").read_text()) if (base_dir / "result.json").is_file() else {}
+        model = load_causal_lm(base_dir / "policy")
+        res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
+        bcfg = info.get("config", {})
+        compute = (f"{name} {bcfg.get('max_steps', '?')} steps x {bcfg.get('per_device_train_batch_size', '?')} "
+                   f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
+        table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), compute,
+                              float(info.get("seconds", 0.0)) + res.seconds))
+        show(name, res.texts, ecfg.samples_per_prompt)
+
+    # 4. Outputs: the table (JSON, W&B, terminal), samples, plots.
+    (ctx.out / "policy_table.json").write_text(json.dumps(table, indent=1))
+    ctx.tracker.table("eval/policy_table", list(ROW_KEYS), [[r[k] for k in ROW_KEYS] for r in table])
+    sample_rows = [[b, held.prompts[b], held.references[b], method, texts[b]]
+                   for b in range(min(ecfg.n_table_samples, len(held))) for method, texts in shown.items()]
+    ctx.tracker.table("eval/samples", ["prompt_index", "prompt", "reference", "method", "response"], sample_rows)
+    print(f"\n[eval-policy] {len(held)} held-out prompts; win rates vs the reference TL;DR, 95% Wilson CIs\n"
+          f"{format_rows(table)}")
+    for key, png in (("eval/gold_vs_sqrt_kl", plot_gold_vs_sqrt_kl(table, ctx.out / "gold_vs_sqrt_kl.png")),
+                     ("eval/proxy_vs_gold", plot_proxy_vs_gold(curve, ctx.out / "proxy_vs_gold.png"))):
+        if png is not None:
+            ctx.tracker.image(key, png)
+    metrics: dict[str, float] = {"eval/prompts": len(held)}
+    for row in table:
+        for key in ROW_KEYS:
+            value = row[key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                metrics[f"eval/{slug(row['method'])}/{key}"] = value
+            if key == "gold_win_ci" and value:
+                metrics[f"eval/{slug(row['method'])}/gold_win_lo"] = value[0]
+                metrics[f"eval/{slug(row['method'])}/gold_win_hi"] = value[1]
+    return metrics

@@ -1,0 +1,145 @@
+"""`ppo` then `eval-policy` through `run_stage` on a tiny run directory made here (build-data, sft, train-reward
+fixtures written directly): snapshots, resume of a complete stage, the table's schema, plots, baselines."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from pipelines.config import ExperimentConfig
+from pipelines.rundir import StageDir
+from pipelines.stages import run_stage
+from pipelines.stages.rl import list_snapshots, PolicySnapshots
+import pipelines.stages.all  # noqa: F401  (registers the stages)
+from policy.evaluate import ROW_KEYS
+from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+from reward_model.model import build_reward_model
+from reward_model.scoring import RewardFileConfig
+
+PEOPLE = ["boyfriend", "girlfriend", "roommate", "sister", "boss", "friend"]
+THINGS = ["car", "phone", "ring", "couch", "laptop", "keys"]
+
+
+def _row(rng: random.Random, i: int) -> dict:
+    who, what = rng.choice(PEOPLE), rng.choice(THINGS)
+    title = f"My {who} broke my {what}"
+    post = f"I (2{i % 10}F) lent my {who} my {what} and it came back broken. It cost $300."
+    return {
+        "post_id": f"p{i}", "subreddit": "relationships", "score": rng.randint(1, 50), "created_utc": 1.7e9 + i,
+        "prompt": f"SUBREDDIT: r/relationships\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:",
+        "completion": f" my {who} broke my {what} worth $300",
+        "post_text": f"{title}\n\n{post}",
+    }
+
+
+@pytest.fixture(scope="module")
+def run_root(tmp_path_factory) -> Path:
+    """A run directory with complete build-data, sft and train-reward stages (tiny, random models)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs") / "t"
+    rng = random.Random(0)
+    rows = [_row(rng, i) for i in range(48)]
+    sft_rows = datasets.DatasetDict({
+        "train": datasets.Dataset.from_list(rows[:32]), "validation": datasets.Dataset.from_list(rows[32:40]),
+        "test": datasets.Dataset.from_list(rows[40:]),
+    })
+    tokenizer = train_tokenizer([r["prompt"] + r["completion"] for r in rows] * 4, vocab_size=400)
+    data = root / "build-data"
+    sft_rows.save_to_disk(str(data / "sft"))
+    tokenizer.save_pretrained(data / "tokenizer")
+    StageDir(root, "build-data").finish(0)
+    policy = build_tiny_causal_lm(tokenizer, ModelSpec(n_layer=1, n_embd=32, n_head=2, n_positions=128, seed=0))
+    policy.save_pretrained(root / "sft" / "model")
+    tokenizer.save_pretrained(root / "sft" / "model")
+    (root / "sft" / "metrics.json").write_text(json.dumps({"sft/steps": 0}))
+    StageDir(root, "sft").finish(0)
+    rm = build_reward_model(policy.config, tokenizer, seed=1)  # same architecture and vocabulary as the policy
+    rm_dir = root / "train-reward" / "model"
+    rm.save_pretrained(rm_dir)
+    tokenizer.save_pretrained(rm_dir)
+    RewardFileConfig(bias=0.1, n_reference=1).save(rm_dir)
+    StageDir(root, "train-reward").finish(0)
+    return root
+
+
+def _cfg(root: Path, **sections) -> ExperimentConfig:
+    base = {
+        "run": {"root": str(root.parent), "name": root.name, "threads": 1, "wandb": {"enabled": False}},
+        "ppo": {"total_episodes": 8 * 4, "per_device_train_batch_size": 8, "num_ppo_epochs": 1,
+                "local_rollout_forward_batch_size": 8, "response_length": 6, "max_prompt_length": 64,
+                "learning_rate": 1e-3, "temperature": 1.0, "missing_eos_penalty": None, "save_every": 2, "sample_every": 2, "num_samples": 2},
+        "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "max_steps": 1, "per_device_train_batch_size": 4,
+                                                   "num_generations": 2, "max_completion_length": 6,
+                                                   "learning_rate": 1e-2, "missing_eos_penalty": None}]},
+        "eval_policy": {"max_prompts": 6, "best_of_n": [1, 2, 4], "batch_size": 8, "n_table_samples": 2},
+        "reward": {"scoring_batch_size": 8},
+    }
+    return ExperimentConfig.model_validate(base | sections)
+
+
+def test_ppo_then_eval_policy(run_root: Path) -> None:
+    cfg = _cfg(run_root)
+    metrics = run_stage("ppo", cfg)
+    ppo = run_root / "ppo"
+    assert metrics["ppo/updates"] == 4 and (ppo / "DONE.json").is_file()
+    # Snapshots at updates 2 and 4 (the last), in the ordinary HF layout; the last equals the final policy.
+    assert [s for s, _ in list_snapshots(ppo)] == [2, 4]
+    last = AutoModelForCausalLM.from_pretrained(list_snapshots(ppo)[-1][1])
+    final = AutoModelForCausalLM.from_pretrained(ppo / "policy")
+    sft = AutoModelForCausalLM.from_pretrained(run_root / "sft" / "model")
+    assert all(torch.equal(v, final.state_dict()[k]) for k, v in last.state_dict().items())
+    assert any(not torch.equal(v, sft.state_dict()[k]) for k, v in final.state_dict().items())
+    assert (ppo / "checkpoints").is_dir() and (ppo / "baselines" / "rloo" / "policy" / "config.json").is_file()
+    curve = [json.loads(line) for line in (ppo / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve if "objective/scores" in r] == [1, 2, 3, 4]
+    assert "objective/gold" in curve[0]  # source sim: gold tracked during training
+    samples = json.loads((ppo / "ppo_samples.json").read_text())
+    assert samples["rows"] and "response" in samples["columns"]
+    # A complete stage is skipped, not retrained.
+    mtime = (ppo / "policy" / "model.safetensors").stat().st_mtime
+    run_stage("ppo", cfg)
+    assert (ppo / "policy" / "model.safetensors").stat().st_mtime == mtime
+
+    metrics = run_stage("eval-policy", cfg)
+    out = run_root / "eval-policy"
+    table = json.loads((out / "policy_table.json").read_text())
+    methods = [r["method"] for r in table]
+    assert methods == ["reference TL;DR", "SFT", "best-of-1", "best-of-2", "best-of-4", "PPO step 2", "PPO step 4", "RLOO"]
+    for row in table:
+        assert tuple(row) == ROW_KEYS, row["method"]
+    by = {r["method"]: r for r in table}
+    assert by["SFT"]["weights_changed"] is False and by["PPO step 4"]["weights_changed"] is True
+    assert by["RLOO"]["weights_changed"] is True
+    assert abs(by["SFT"]["kl"]) < 1e-3  # sampled KL of the SFT policy to itself
+    assert by["PPO step 4"]["kl"] > 0.0
+    assert by["best-of-4"]["rm_score"] >= by["best-of-1"]["rm_score"]  # best-of-n picks by the reward model
+    assert by["best-of-1"]["gold"] == pytest.approx(by["SFT"]["gold"])  # the same pool, uniform weights
+    for row in table[1:]:
+        lo, hi = row["gold_win_ci"]
+        assert 0.0 <= lo <= row["gold_win_rate"] <= hi <= 1.0 and 0.0 <= row["no_eos_rate"] <= 1.0
+    assert by["PPO step 2"]["compute"].startswith("PPO 2 updates x 8 episodes")
+    assert (out / "gold_vs_sqrt_kl.png").stat().st_size > 1000 and (out / "proxy_vs_gold.png").stat().st_size > 1000
+    assert metrics["eval/ppo_step_4/kl"] == by["PPO step 4"]["kl"] and "eval/sft/gold_win_lo" in metrics
+
+
+def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
+    tok = train_tokenizer(["a b c d e f g"] * 20, vocab_size=300)
+    policy = build_tiny_causal_lm(tok, ModelSpec(n_layer=1, n_embd=16, n_head=2, n_positions=32))
+    snap = PolicySnapshots(policy, tok, tmp_path / "snapshots", every=3, last=7)
+    (tmp_path / "snapshots" / "step-0000003.tmp").mkdir(parents=True)  # debris of an interrupted save
+    for step in range(1, 8):
+        snap(step)
+    assert [s for s, _ in list_snapshots(tmp_path)] == [3, 6, 7]
+    assert not list((tmp_path / "snapshots").glob("*.tmp"))
+
+
+def test_eval_policy_needs_ppo(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    with pytest.raises(RuntimeError, match="needs the output of stage 'sft'"):
+        run_stage("eval-policy", _cfg(root))
