@@ -140,7 +140,8 @@ def make_sft_config(cfg: SFTStageConfig, out_dir: Path, report_to: list[str], ha
         weight_decay=cfg.weight_decay,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        # transformers 5 renamed it; setting the new name overrides TRL's default gradient_checkpointing=True
+        activation_checkpointing=cfg.gradient_checkpointing,
         eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
         eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
         logging_steps=cfg.logging_steps,

@@ -163,7 +163,8 @@ def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[st
         center_rewards_coefficient=cfg.center_rewards_coefficient,
         max_length=None,  # we truncate while tokenizing; TRL would silently drop over-long pairs
         bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        # transformers 5 renamed it; setting the new name overrides TRL's default gradient_checkpointing=True
+        activation_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator ignores it

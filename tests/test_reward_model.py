@@ -246,3 +246,12 @@ def test_clear_errors():
         RewardFileConfig.load("/nonexistent/dir")
     with pytest.raises(ValueError, match="column"):
         tokenize_pairs(Dataset.from_dict({"prompt": ["a"], "chosen": ["b"]}), None, 8, False)
+
+
+def test_trl_gpu_defaults_are_overridden(tmp_path):
+    """TRL defaults to bf16 and gradient checkpointing; ours follow our config (off on CPU)."""
+    args = make_reward_config(RewardStageConfig(), tmp_path, [], has_eval=True)
+    assert not args.bf16 and not args.gradient_checkpointing and not args.activation_checkpointing
+    assert args.train_sampling_strategy == "group_by_length" and args.learning_rate == RewardStageConfig().learning_rate
+    on = make_reward_config(RewardStageConfig(gradient_checkpointing=True, group_by_length=False), tmp_path, [], True)
+    assert on.gradient_checkpointing and on.train_sampling_strategy == "random"

@@ -119,3 +119,12 @@ def test_greedy_samples_stop_at_eos(task):
     samples = greedy_samples(_model(tok), tok, data["validation"].select(range(2)), max_new_tokens=5)
     assert [s["reference"] for s in samples] == data["validation"]["completion"][:2]
     assert all(isinstance(s["generated"], str) for s in samples)
+
+
+def test_trl_gpu_defaults_are_overridden(tmp_path):
+    from policy.sft import make_sft_config
+
+    args = make_sft_config(SFTStageConfig(), tmp_path, [], has_eval=True)
+    assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
+    assert args.learning_rate == SFTStageConfig().learning_rate != 2e-5
+    assert make_sft_config(SFTStageConfig(gradient_checkpointing=True), tmp_path, [], True).gradient_checkpointing
