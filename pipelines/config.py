@@ -17,6 +17,7 @@ from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
 from policy.evaluate import EvalPolicyConfig
+from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import SFTStageConfig
@@ -113,3 +114,4 @@ class ExperimentConfig(BaseModel):
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     rl: RLSection = Field(default_factory=RLSection)
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
+    steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
