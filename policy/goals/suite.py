@@ -67,10 +67,11 @@ class TargetSteeringSection(BaseModel):
     top_n: int = Field(75, ge=2, description="Targets are drawn from the model's top-n next tokens (argmax excluded).")
     n_posts: int = Field(50, ge=1, description="Distinct held-out posts the cases cycle through.")
     time_budget_s: float | None = Field(
-        300.0, gt=0, description="Stop starting new cases after this many seconds (None: run all n_cases)."
+        None, gt=0, description="Stop starting new cases after this many seconds (None: run all n_cases); "
+        "`steer/target_cases` says how many ran."
     )
     gcg: GCGConfig = Field(
-        default_factory=lambda: GCGConfig(num_steps=60, search_width=128, topk=64),
+        default_factory=lambda: GCGConfig(num_steps=40, search_width=128, topk=64),
         description="GCG search per case (n_tokens is set to k).",
     )
 
@@ -81,16 +82,16 @@ class UniversalSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Run the universal trigger search.")
-    n_train_posts: int = Field(8, ge=1, description="Training posts (train split) the trigger is optimized on.")
+    n_train_posts: int = Field(6, ge=1, description="Training posts (train split) the trigger is optimized on.")
     n_heldout_posts: int = Field(32, ge=1, description="Held-out posts it is judged on.")
     target: str | None = Field(
         None, description="Target text; None picks a plausible single token that is the argmax of no training post."
     )
     auto_target_rank: int = Field(
-        2, ge=0, description="With target=None: rank of the chosen token by mean log-prob over the training posts."
+        0, ge=0, description="With target=None: rank of the chosen token by mean log-prob over the training posts."
     )
     gcg: GCGConfig = Field(
-        default_factory=lambda: GCGConfig(n_tokens=10, num_steps=40, search_width=128, topk=64),
+        default_factory=lambda: GCGConfig(n_tokens=10, num_steps=20, search_width=128, topk=64),
         description="GCG search (sum of losses over the training posts).",
     )
 
