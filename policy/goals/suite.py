@@ -151,7 +151,7 @@ class RewardTriggerSection(BaseModel):
     n_heldout_posts: int = Field(8, ge=1, description="Held-out posts of the library's own steered-vs-unsteered report.")
     trigger: RewardTriggerConfig = Field(
         default_factory=lambda: RewardTriggerConfig(
-            n_tokens=5, steps=8, posts_per_step=4, samples_per_post=4, response_length=32, n_candidates=6, lr=0.05
+            n_tokens=5, steps=8, posts_per_step=4, samples_per_post=4, response_length=32, n_candidates=4, lr=0.05
         ),
         description="Search settings (mode is set per entry of `modes`).",
     )
