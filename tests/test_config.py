@@ -61,3 +61,12 @@ def test_every_field_is_documented():
 
     walk(ExperimentConfig, "")
     assert not missing, f"fields without a description: {missing}"
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "tldr_pythia.yaml"])
+def test_shipped_configs_validate(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "configs" / name
+    cfg = configio.load(ExperimentConfig, path)
+    assert cfg.run.name == name.removesuffix(".yaml")
