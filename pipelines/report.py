@@ -126,9 +126,14 @@ def _reward_section(r: RunReader) -> list[str]:
         rows.append(["observed votes vs gold labels", m.get("rm/gold/label_agreement"), ""])
     lines += [f"Held-out pairwise accuracy on observed upvote labels ({_fmt(m.get('rm/n_pairs'), 0)} pairs, 95% Wilson CI):", ""]
     lines += _table(["predictor", "accuracy", "95% CI"], rows)
-    best_baseline = max(v for v in (m.get("rm/baseline/longer_wins"), m.get("rm/baseline/later_wins"),
-                                    m.get("rm/baseline/random")) if isinstance(v, (int, float)) and not math.isnan(v))
-    verdict = [f"- Margin over the best baseline: {m['rm/accuracy'] - best_baseline:+.3f}."]
+    later = m.get("rm/baseline/later_wins")
+    text_baselines = [v for v in (m.get("rm/baseline/longer_wins"), m.get("rm/baseline/random"))
+                      if isinstance(v, (int, float)) and not math.isnan(v)]
+    verdict = [f"- Margin over the best text-only baseline: {m['rm/accuracy'] - max(text_baselines):+.3f}."]
+    if isinstance(later, (int, float)) and later >= 0.99:
+        verdict.append("- later-wins is 1.0 by construction: the timestamp rule keeps only pairs whose preferred "
+                       "comment was written later. The reward model never sees times, so this baseline measures "
+                       "the selection rule, not a competitor; the text-only baselines are the fair comparison.")
     if "rm/bayes_ceiling" in m:
         verdict.append(f"- Gap to the Bayes ceiling: {m['rm/bayes_ceiling'] - m['rm/accuracy']:+.3f}.")
     if "rm/human_agreement" in m:
