@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from reward_model.trainer_utils import ForwardLogs, LogFn, resume_checkpoint
+from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 SFT_COLUMNS = ("prompt", "completion")
 
@@ -125,33 +125,10 @@ def greedy_samples(
 def make_sft_config(cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> SFTConfig:
     """TRL's SFTConfig from ours; every GPU-leaning TRL default set explicitly."""
     return SFTConfig(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        **common_training_args(cfg, out_dir, report_to, has_eval),
         max_length=cfg.max_length,
         completion_only_loss=True,
         packing=False,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        weight_decay=cfg.weight_decay,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        bf16=cfg.bf16,
-        # transformers 5 renamed it; setting the new name overrides TRL's default gradient_checkpointing=True
-        activation_checkpointing=cfg.gradient_checkpointing,
-        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
-        eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=report_to,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        dataloader_num_workers=0,
     )
 
 

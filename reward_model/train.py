@@ -32,7 +32,7 @@ from trl import RewardConfig, RewardTrainer
 from reward_model.encoding import encode_prompt_response
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
-from reward_model.trainer_utils import ForwardLogs, LogFn, resume_checkpoint
+from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -149,36 +149,13 @@ def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
 def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> RewardConfig:
     """TRL's RewardConfig from ours; every CPU-hostile TRL default (bf16, checkpointing) set explicitly."""
     return RewardConfig(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        warmup_steps=cfg.warmup_ratio,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        weight_decay=cfg.weight_decay,
+        **common_training_args(cfg, out_dir, report_to, has_eval),
         max_grad_norm=cfg.max_grad_norm,
         center_rewards_coefficient=cfg.center_rewards_coefficient,
         max_length=None,  # we truncate while tokenizing; TRL would silently drop over-long pairs
-        bf16=cfg.bf16,
-        # transformers 5 renamed it; setting the new name overrides TRL's default gradient_checkpointing=True
-        activation_checkpointing=cfg.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,  # keep `length` for the sampler; the collator ignores it
-        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
-        eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=report_to,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
         disable_dropout=True,
-        dataloader_num_workers=0,
     )
 
 

@@ -42,3 +42,37 @@ def resume_checkpoint(checkpoint_dir: str | Path, resume: bool) -> str | None:
     if not resume or not path.is_dir():
         return None
     return get_last_checkpoint(str(path))
+
+
+def common_training_args(cfg, out_dir: Path, report_to: list[str], has_eval: bool) -> dict:
+    """TrainingArguments fields the SFT and reward configs share, set from our stage config.
+
+    Every GPU-leaning TRL default (bf16, gradient checkpointing) is set explicitly from `cfg`, which is
+    an `SFTStageConfig` or a `RewardStageConfig` (both carry these fields).
+    """
+    return dict(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        weight_decay=cfg.weight_decay,
+        bf16=cfg.bf16,
+        # transformers 5 renamed it; setting the new name overrides TRL's default gradient_checkpointing=True
+        activation_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy="steps" if has_eval and cfg.eval_steps > 0 else "no",
+        eval_steps=cfg.eval_steps if cfg.eval_steps > 0 else None,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        report_to=report_to,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+    )
