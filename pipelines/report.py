@@ -155,7 +155,7 @@ def _policy_section(r: RunReader) -> list[str]:
     sft = r.metrics("sft")
     if sft:
         lines += [f"SFT: {_fmt(sft.get('sft/params'), 0)} parameters, {_fmt(sft.get('sft/steps'), 0)} steps, final eval loss "
-                  f"{_fmt(sft.get('sft/eval_loss'))}. {r.provenance('sft')}", ""]
+                  f"{_fmt(sft.get('sft/eval/loss', sft.get('sft/sft/eval/loss')))}. {r.provenance('sft')}", ""]
     ppo_curve = [row for row in r.curve("ppo") if "objective/scores" in row]
     if ppo_curve:
         last = ppo_curve[-1]

@@ -51,7 +51,7 @@ def sft_stage(ctx: Context) -> dict:
         for s in result.samples[:3]:
             print(f"--- sample\n{s}")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", ctx.out / "model")
-    return {**{f"sft/{k}": v for k, v in result.metrics.items()}, "sft/params": n_params,
+    return {**result.metrics, "sft/params": n_params,  # result.metrics are already namespaced sft/...
             "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
 
 
@@ -117,7 +117,7 @@ def train_reward_stage(ctx: Context) -> dict:
         reference=reference, log=ctx.tracker.log,
     )
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", ctx.out / "model")
-    metrics = {f"rm_train/{k}": v for k, v in result.metrics.items()}
+    metrics = dict(result.metrics)  # already namespaced rm/train/..., rm/eval/...
     metrics.update({"rm_train/pairs": result.n_train_pairs, "rm_train/steps": result.global_step,
                     "rm_train/truncated": result.n_truncated})
     metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
