@@ -192,7 +192,9 @@ def _steer_section(r: RunReader) -> list[str]:
     lines = ["## 4. Input-only steering: weights frozen, input optimized", "", r.provenance("steer"), ""]
     if not m:
         return lines + ["No steering results.", ""]
-    keys = sorted(k for k in m if k.startswith("steer/") and isinstance(m[k], (int, float)))
+    # steer/side/* repeat the side-by-side table above; keep the steering measurements themselves.
+    keys = sorted(k for k in m if k.startswith("steer/") and not k.startswith("steer/side/")
+                  and isinstance(m[k], (int, float)))
     lines += _table(["metric", "value"], [[k, m[k]] for k in keys])
     for png in sorted((r.root / "steer").glob("*.png")):
         lines += [f"![{png.stem}](steer/{png.name})", ""]
