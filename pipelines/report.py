@@ -150,6 +150,22 @@ def _reward_section(r: RunReader) -> list[str]:
     return lines
 
 
+def _rows(value: Any) -> list[dict]:
+    return value.get("rows", []) if isinstance(value, dict) else (value or [])
+
+
+def _side_by_side(r: RunReader) -> list[dict]:
+    """eval-policy's rows (SFT, best-of-n, PPO, RLOO/GRPO), then the steer stage's own rows.
+
+    Each stage's rows are read from its own output, so re-running eval-policy (say, with new baselines)
+    shows up without re-running steering.
+    """
+    rows = _rows(_read_json(r.root / "eval-policy" / "policy_table.json"))
+    seen = {row.get("method") for row in rows}
+    steer = _rows(_read_json(r.root / "steer" / "side_by_side.json"))
+    return rows + [row for row in steer if row.get("method") not in seen]
+
+
 def _policy_section(r: RunReader) -> list[str]:
     lines = ["## 3. Policies: SFT, PPO, best-of-n, RLOO/GRPO, goal tokens and input steering", ""]
     sft = r.metrics("sft")
@@ -161,12 +177,9 @@ def _policy_section(r: RunReader) -> list[str]:
         last = ppo_curve[-1]
         lines += [f"PPO: {len(ppo_curve)} updates; last update: reward-model score {_fmt(last.get('objective/scores'))}, "
                   f"gold {_fmt(last.get('objective/gold'))}, KL {_fmt(last.get('objective/kl'))}. {r.provenance('ppo')}", ""]
-    table = _read_json(r.root / "steer" / "side_by_side.json") or _read_json(r.root / "eval-policy" / "policy_table.json")
-    if isinstance(table, dict):
-        table = table.get("rows", [])
+    table = _side_by_side(r)
     if table:
-        stage = "steer" if (r.root / "steer" / "side_by_side.json").is_file() else "eval-policy"
-        lines += ["### The side-by-side table", "", r.provenance(stage), "",
+        lines += ["### The side-by-side table", "", r.provenance("eval-policy"), r.provenance("steer"), "",
                   "Held-out posts; reward-model score is normalized (reference TL;DRs average 0); gold is the "
                   "simulator's hidden quality; win rate is against the reference TL;DR.", ""]
         cols = ["method", "rm_score", "gold", "gold_win_rate", "kl", "rouge_l", "length", "no_eos_rate",
