@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.tracking import Tracker
@@ -74,6 +75,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+_WORLDS: dict[str, SimWorld] = {}
+
+
+def sim_world(cfg: ExperimentConfig, progress: bool = False) -> SimWorld:
+    """The simulated world of `cfg.world`, generated once per process.
+
+    The world is deterministic in its config, so later stages regenerate it to read hidden truths (gold
+    labels, the Bayes ceiling); within one process (`make demo`) the stages share one copy instead of
+    paying the generation again. Stages only read it (the server answers with copies).
+    """
+    key = cfg.world.model_dump_json()
+    if key not in _WORLDS:
+        _WORLDS[key] = SimWorld.generate(cfg.world, progress=progress)
+    return _WORLDS[key]
 
 
 def run_root(cfg: ExperimentConfig) -> Path:

@@ -11,9 +11,8 @@ from pathlib import Path
 from data.pairs import build_datasets, sim_bayes_fn
 from data.shards import load_records, shard_paths
 from data.sim.gold import gold_score
-from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
-from pipelines.stages import Context, register
+from pipelines.stages import Context, register, sim_world
 from policy.models import load_tokenizer, train_tokenizer
 
 
@@ -41,11 +40,6 @@ def tokenizer_for(cfg: ExperimentConfig, records_dir: Path, out: Path):
         tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, cfg.tokenizer.min_frequency)
     tok.save_pretrained(str(out))
     return tok
-
-
-def sim_world(cfg: ExperimentConfig) -> SimWorld:
-    """The simulated world is deterministic in its config: regenerate it to read hidden truths."""
-    return SimWorld.generate(cfg.world)
 
 
 @register("build-data", "Train the tokenizer, build preference pairs, SFT rows and the data card from scraped records.")

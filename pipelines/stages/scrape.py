@@ -17,10 +17,9 @@ import sys
 from typing import Iterator
 
 from data.sim.server import SimRedditServer
-from data.sim.world import SimWorld
 from data.sources.dumps import ingest_dumps
 from data.sources.reddit_api import ENV_AGENT, ENV_ID, ENV_SECRET, MissingCredentials, refresh, scrape
-from pipelines.stages import Context, register
+from pipelines.stages import Context, register, sim_world
 
 SIM_CLIENT_ID = "sim-client"
 SIM_CLIENT_SECRET = "sim-secret-not-a-real-one"
@@ -58,7 +57,7 @@ def scrape_stage(ctx: Context) -> dict:
 
     job = refresh if cfg.scrape.refresh else scrape
     if source == "sim":
-        world = SimWorld.generate(cfg.world, progress=True)
+        world = sim_world(cfg, progress=True)
         server_cfg = cfg.scrape.server.model_copy(update={"client_id": SIM_CLIENT_ID, "client_secret": SIM_CLIENT_SECRET})
         with SimRedditServer(world, server_cfg) as server, _sim_credentials():
             # prawcore paces requests over the server's window, which the sim config knows exactly.
@@ -84,7 +83,7 @@ def scrape_stage(ctx: Context) -> dict:
 
 @register("sim-reddit", "Serve the simulated Reddit on 127.0.0.1 (Reddit's JSON API) until Ctrl-C.", tracked=False)
 def sim_reddit(ctx: Context) -> dict:
-    world = SimWorld.generate(ctx.cfg.world, progress=True)
+    world = sim_world(ctx.cfg, progress=True)
     server_cfg = ctx.cfg.scrape.server
     if server_cfg.port == 0:
         server_cfg = server_cfg.model_copy(update={"port": 8765})

@@ -13,8 +13,7 @@ import datasets
 
 from data.pairs import sim_bayes_fn
 from data.sim.gold import gold_score
-from data.sim.world import SimWorld
-from pipelines.stages import Context, register
+from pipelines.stages import Context, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import train_sft
 from reward_model.evaluate import evaluate_reward_model, format_table
@@ -59,7 +58,7 @@ def _bayes_for_eval(ctx: Context):
     """The simulated world's Bayes ceiling for held-out same_post pairs (None for real data)."""
     if not _sim(ctx):
         return None
-    bayes = sim_bayes_fn(SimWorld.generate(ctx.cfg.world), ctx.cfg.data.pairs)
+    bayes = sim_bayes_fn(sim_world(ctx.cfg), ctx.cfg.data.pairs)
 
     def on_pairs(pairs: datasets.Dataset) -> float:
         same_post = pairs.filter(lambda r: r["strategy"] == "same_post")
