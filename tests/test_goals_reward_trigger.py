@@ -69,13 +69,13 @@ def test_soft_reinforce_raises_exact_expected_reward(tiny):
         response_length=1, lr=0.05, eval_samples_per_post=2, seed=1,
     )
     res = rt.run(model, tok, prompts[:1], prompts[1:], e_reward, cfg)
-    posts = rt._Posts(tok, prompts[:1], "suffix", model.device)
+    posts = rt.PostParts(tok, prompts[:1], "suffix", model.device)
     W = model.get_input_embeddings().weight.detach()
     x_id = tok.convert_tokens_to_ids("Ġx")
 
     def expected(trig: torch.Tensor) -> float:
         with torch.no_grad():
-            pre = rt._pre_embeds(model, posts.before[0], trig, posts.after[0])
+            pre = rt.pre_embeds(model, posts.before[0], trig, posts.after[0])
             p = torch.softmax(model(inputs_embeds=pre[None]).logits[0, -1], -1)
         return float((p * r_tok).sum())
 

@@ -133,7 +133,8 @@ class BucketReport:
     gold: float | None
 
 
-def _spearman(xs: list[float], ys: list[float]) -> float:
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Rank correlation: is reward (or gold) monotonic in the conditioned bucket?"""
     rank = lambda v: [sorted(v).index(a) for a in v]  # noqa: E731 (ties: first rank, fine for K buckets)
     rx, ry = torch.tensor(rank(xs), dtype=torch.float), torch.tensor(rank(ys), dtype=torch.float)
     rx, ry = rx - rx.mean(), ry - ry.mean()
@@ -167,5 +168,5 @@ def evaluate_buckets(
             src = post_texts if post_texts is not None else prompts
             gold = sum(float(gold_fn(s, t)) for s, t in zip(src, texts)) / len(texts)
         reports.append(BucketReport(b, float(r.mean()), gold))
-    rho = _spearman([float(x.bucket) for x in reports], [x.reward for x in reports])
+    rho = spearman([float(x.bucket) for x in reports], [x.reward for x in reports])
     return reports, rho

@@ -88,14 +88,14 @@ class RewardTriggerResult:
 
 
 # ----------------------------------------------------------------------------------------- sampling with embeddings
-def _pre_embeds(model: PreTrainedModel, before: torch.Tensor, trig_emb: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+def pre_embeds(model: PreTrainedModel, before: torch.Tensor, trig_emb: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """Prompt embeddings with the trigger in its slot: (L, d)."""
     emb = model.get_input_embeddings()
     return torch.cat([emb(before), trig_emb, emb(after)])
 
 
 @torch.no_grad()
-def _sample_from_embeds(
+def sample_from_embeds(
     model: PreTrainedModel, pre: torch.Tensor, n: int, cfg: RewardTriggerConfig, tok: PreTrainedTokenizerBase, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n summaries of one prompt given as embeddings (L, d): ids (n, R) truncated after EOS, mask (n, R).
@@ -114,7 +114,7 @@ def _sample_from_embeds(
     return ids, mask
 
 
-def _response_logprob(model: PreTrainedModel, pre: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, temp: float) -> torch.Tensor:
+def response_logprob(model: PreTrainedModel, pre: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, temp: float) -> torch.Tensor:
     """sum_t log pi(y_t | prompt embeddings, y_<t): (n,), differentiable w.r.t. `pre`."""
     n, R = ids.shape
     x = torch.cat([pre[None].expand(n, -1, -1), model.get_input_embeddings()(ids[:, :-1])], 1)  # (n, L+R-1, d)
@@ -122,7 +122,7 @@ def _response_logprob(model: PreTrainedModel, pre: torch.Tensor, ids: torch.Tens
     return (logprobs_from_logits(logits, ids) * mask).sum(-1)
 
 
-class _Posts:
+class PostParts:
     """Prompts split around the trigger slot, tokenized once."""
 
     def __init__(self, tok: PreTrainedTokenizerBase, prompts: list[str], position: Position, device: torch.device):
@@ -140,12 +140,12 @@ def _rewards(tok, reward_fn: RewardFn, prompt: str, ids: torch.Tensor) -> tuple[
     return r, texts
 
 
-def _mean_reward(model, tok, reward_fn, posts: _Posts, idx: list[int], trig_emb, cfg, seed: int) -> float:
+def _mean_reward(model, tok, reward_fn, posts: PostParts, idx: list[int], trig_emb, cfg, seed: int) -> float:
     """Mean sampled reward of a trigger over posts `idx`, with a fixed seed (common random numbers)."""
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
     for i in idx:
-        ids, _ = _sample_from_embeds(model, _pre_embeds(model, posts.before[i], trig_emb, posts.after[i]), cfg.samples_per_post, cfg, tok, gen)
+        ids, _ = sample_from_embeds(model, pre_embeds(model, posts.before[i], trig_emb, posts.after[i]), cfg.samples_per_post, cfg, tok, gen)
         total += float(_rewards(tok, reward_fn, posts.prompts[i], ids)[0].mean())
     return total / len(idx)
 
@@ -173,7 +173,7 @@ def run(
         device = model.device
         W = model.get_input_embeddings().weight  # (V, d), frozen
         banned = not_allowed_token_ids(tokenizer).to(device)
-        posts = _Posts(tokenizer, train_prompts, cfg.position, device)
+        posts = PostParts(tokenizer, train_prompts, cfg.position, device)
         init = single_token_id(tokenizer, [cfg.init_token, " the", "."], set(banned.tolist()))
         trigger = torch.full((cfg.n_tokens,), init, dtype=torch.long, device=device)
         P = W[trigger].detach().clone().requires_grad_(cfg.mode == "soft")  # (k, d) soft embeddings
@@ -190,12 +190,12 @@ def run(
             for i in idx:
                 trig_emb = P if onehot is None else onehot @ W  # (k, d), a fresh graph per post
                 # 1. sample summaries with the current trigger
-                pre = _pre_embeds(model, posts.before[i], trig_emb, posts.after[i])
-                ids, mask = _sample_from_embeds(model, pre.detach(), cfg.samples_per_post, cfg, tokenizer, gen)
+                pre = pre_embeds(model, posts.before[i], trig_emb, posts.after[i])
+                ids, mask = sample_from_embeds(model, pre.detach(), cfg.samples_per_post, cfg, tokenizer, gen)
                 r, _ = _rewards(tokenizer, reward_fn, posts.prompts[i], ids)
                 # 2. leave-one-out baseline, then the REINFORCE surrogate (its gradient is the estimator)
                 b = (r.sum() - r) / (r.numel() - 1)
-                logp = _response_logprob(model, pre, ids, mask, cfg.temperature)
+                logp = response_logprob(model, pre, ids, mask, cfg.temperature)
                 (-((r - b).to(logp.device) * logp).mean() / len(idx)).backward()
                 rewards.append(float(r.mean()))
             row = {"reward_trigger/reward": sum(rewards) / len(rewards)}
@@ -244,15 +244,15 @@ def evaluate_heldout(
     """Reward/gold steered vs unsteered, and KL(steered || SFT on the unsteered prompt), on `prompts`."""
     if post_texts is not None and len(post_texts) != len(prompts):
         raise ValueError(f"post_texts has {len(post_texts)} rows for {len(prompts)} held-out prompts")
-    posts = _Posts(tokenizer, prompts, cfg.position, model.device)
+    posts = PostParts(tokenizer, prompts, cfg.position, model.device)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     n = cfg.eval_samples_per_post
     acc = {"rs": [], "ru": [], "gs": [], "gu": [], "kl": []}
     empty = trig_emb[:0]
     for i, prompt in enumerate(prompts):
         for key, emb_t in (("s", trig_emb), ("u", empty)):
-            pre = _pre_embeds(model, posts.before[i], emb_t, posts.after[i])
-            ids, mask = _sample_from_embeds(model, pre, n, cfg, tokenizer, gen)
+            pre = pre_embeds(model, posts.before[i], emb_t, posts.after[i])
+            ids, mask = sample_from_embeds(model, pre, n, cfg, tokenizer, gen)
             r, texts = _rewards(tokenizer, reward_fn, prompt, ids)
             acc["r" + key] += r.tolist()
             if gold_fn is not None:
@@ -260,7 +260,7 @@ def evaluate_heldout(
                 acc["g" + key] += [float(gold_fn(src, t)) for t in texts]
             if key == "s":
                 # KL estimate on steered samples: log pi(y | x + trigger) - log pi_SFT(y | x)
-                lp_s = _response_logprob(model, pre, ids, mask, cfg.temperature)
+                lp_s = response_logprob(model, pre, ids, mask, cfg.temperature)
                 q = encode(tokenizer, prompt).to(ids.device)[None].expand(n, -1)
                 lp_u = forward_logprobs(model, q, torch.ones_like(q), ids, mask, cfg.temperature).sum(-1)
                 acc["kl"] += (lp_s - lp_u).tolist()

@@ -288,9 +288,9 @@ def _ids_embeds(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prom
 def _trigger_embeds(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                     trig_emb: torch.Tensor, position: str) -> Callable[[int], torch.Tensor]:
     """Embeddings of before + trigger + after, exactly as the reward-trigger search saw them."""
-    posts = reward_trigger._Posts(tokenizer, prompts, position, model.device)
+    posts = reward_trigger.PostParts(tokenizer, prompts, position, model.device)
     trig = trig_emb.to(model.device)
-    return lambda i: reward_trigger._pre_embeds(model, posts.before[i], trig, posts.after[i])
+    return lambda i: reward_trigger.pre_embeds(model, posts.before[i], trig, posts.after[i])
 
 
 @torch.no_grad()
@@ -324,12 +324,12 @@ def evaluate_writer(
         for i, prompt in enumerate(tqdm(held.prompts, desc=f"eval {writer.method}", leave=False)):
             pre = writer.prompt_embeds(i)  # (L, d)
             # 1. n summaries of this post from the writer's prompt: (n, R), truncated after the first EOS
-            ids, mask = reward_trigger._sample_from_embeds(writer.model, pre, n, scfg, tok, gen)
+            ids, mask = reward_trigger.sample_from_embeds(writer.model, pre, n, scfg, tok, gen)
             texts += tok.batch_decode(ids, skip_special_tokens=True)
             lengths.append(mask.sum(1).float())
             has_eos.append((ids == tok.eos_token_id).any(1))
             # 2. log-probs under the writer (its prompt) and under the SFT policy (the plain prompt): (n,)
-            logprob.append(reward_trigger._response_logprob(writer.model, pre, ids, mask, cfg.temperature))
+            logprob.append(reward_trigger.response_logprob(writer.model, pre, ids, mask, cfg.temperature))
             ref = torch.full((n,), float("nan"))
             ok = (ids < vocab).all(1)
             if ok.any():
@@ -500,7 +500,7 @@ def _goal(model, tok, train: Dataset, heldout: _Posts, cfg: GoalSection, reward_
     reports, rho = goal_tokens.evaluate_buckets(gmodel, gtok, posts.prompt, reward_fn, g, gold_fn, posts.post_text)
     rewards = [r.reward for r in reports]
     golds = [r.gold for r in reports]
-    rho_gold = goal_tokens._spearman([float(r.bucket) for r in reports], golds) if gold_fn is not None else None
+    rho_gold = goal_tokens.spearman([float(r.bucket) for r in reports], golds) if gold_fn is not None else None
     counts = np.bincount(buckets, minlength=g.n_buckets).tolist()
     table = [{"bucket": r.bucket, "token": goal_tokens.goal_token(r.bucket), "train_rows": counts[r.bucket],
               "reward": r.reward, "gold": r.gold} for r in reports]
