@@ -204,6 +204,23 @@ def format_prompt(
     )
 
 
+_POST_SECTION = re.compile(r"\n\nPOST: .*?(?=\n\nTL;DR:\Z)", re.DOTALL)
+
+
+def without_post_body(prompt: str) -> str:
+    """The prompt with its POST section removed: "SUBREDDIT: r/x\\n\\nTITLE: ...\\n\\nTL;DR:".
+
+    Why: a short-context warm-up for a from-scratch policy (`policy.sft`): the title states most of the
+    facts a TL;DR repeats, and with a few dozen tokens to attend to, a tiny model learns to copy them.
+    """
+    short, n = _POST_SECTION.subn("", prompt, count=1)
+    if n == 0:
+        raise ValueError(
+            f"prompt does not follow PROMPT_TEMPLATE (no '\\n\\nPOST: ...\\n\\nTL;DR:' ending): {prompt[:80]!r}"
+        )
+    return short
+
+
 @dataclass(frozen=True)
 class PreparedPost:
     """One post ready for pair/SFT building: its prompt, its TL;DR, and the text gold scoring reads."""

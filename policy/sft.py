@@ -13,9 +13,14 @@ at the end (`keep_start`), losing the TL;DR and its EOS, so such rows are droppe
 
 Steps:
 1. Drop rows whose prompt + completion + EOS exceed `max_length` (counted).
-2. Train with `SFTTrainer` (eval loss every `eval_steps`, checkpoints under out_dir/checkpoints, resumable).
-3. Save model + tokenizer to `out_dir` (save_pretrained).
-4. Greedy samples on the first `n_samples` validation prompts.
+2. Optional short-context warm-up (`short_context_steps`): the same rows with the POST section removed
+   (title -> TL;DR), saved to out_dir/short_context and skipped on a rerun once there.
+   Why: a from-scratch 2-layer policy trained on full ~150-token prompts alone learns the TL;DR template
+   but copies no fact from the post in a 5-minute CPU budget; with a few dozen tokens to attend to it
+   learns to copy within a few hundred cheap steps, and keeps doing so on full prompts.
+3. Train with `SFTTrainer` (eval loss every `eval_steps`, checkpoints under out_dir/checkpoints, resumable).
+4. Save model + tokenizer to `out_dir` (save_pretrained).
+5. Greedy samples on the first `n_samples` validation prompts.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
+from data.prompts import without_post_body
 from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 SFT_COLUMNS = ("prompt", "completion")
@@ -51,6 +57,13 @@ class SFTStageConfig(BaseModel):
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(
         640, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted)."
+    )
+    short_context_steps: int = Field(
+        0,
+        ge=0,
+        description="Optimizer steps of a warm-up phase on title-only prompts (POST section removed) before "
+        "the full prompts; 0 = off. For a from-scratch tiny policy: it learns to copy facts where there are "
+        "few tokens to attend to (see docs/architecture.md); a pretrained model needs no warm-up.",
     )
     max_new_tokens: int = Field(48, ge=1, description="Tokens generated per logged sample.")
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps of linear warmup.")
@@ -132,6 +145,73 @@ def make_sft_config(cfg: SFTStageConfig, out_dir: Path, report_to: list[str], ha
     )
 
 
+def _train_phase(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Dataset,
+    eval_ds: Dataset | None,
+    out_dir: Path,
+    cfg: SFTStageConfig,
+    report_to: list[str] | None,
+    log: LogFn | None,
+    prefix: str,
+) -> tuple[SFTTrainer, dict[str, float], float]:
+    """One SFTTrainer run (resumable from out_dir/checkpoints): the trainer, `prefix/...` metrics, seconds."""
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    trainer = SFTTrainer(
+        model=model,
+        args=make_sft_config(cfg, out_dir, report_to or [], has_eval),
+        train_dataset=train,
+        eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer,
+        callbacks=[ForwardLogs(log, prefix)] if log else None,
+    )
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(out_dir / "checkpoints", cfg.resume))
+    runtime = time.perf_counter() - start
+    metrics = {f"{prefix}/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
+    if has_eval:
+        final_eval = trainer.evaluate()
+        metrics.update({f"{prefix}/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})
+    return trainer, metrics, runtime
+
+
+def short_context_rows(rows: Dataset) -> Dataset:
+    """The same (prompt, completion) rows with each prompt's POST section removed (title -> TL;DR)."""
+    return rows.map(lambda r: {"prompt": without_post_body(r["prompt"])}, desc="title-only prompts")
+
+
+def _short_context_warmup(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Dataset,
+    eval_ds: Dataset | None,
+    out_dir: Path,
+    cfg: SFTStageConfig,
+    report_to: list[str] | None,
+    log: LogFn | None,
+) -> tuple[PreTrainedModel, dict[str, float], float]:
+    """Step 2 of the module docstring; a finished warm-up in out_dir/short_context is loaded, not redone."""
+    from policy.models import load_causal_lm
+
+    phase_dir = out_dir / "short_context"
+    done = phase_dir / "WARMUP_DONE"
+    if done.exists():
+        print(f"[sft] short-context warm-up already done: loading {phase_dir}")
+        return load_causal_lm(phase_dir), {}, 0.0
+    phase_cfg = cfg.model_copy(update={"max_steps": cfg.short_context_steps})
+    short_eval = short_context_rows(eval_ds) if eval_ds is not None and len(eval_ds) else None
+    trainer, metrics, runtime = _train_phase(
+        model, tokenizer, short_context_rows(train), short_eval, phase_dir, phase_cfg, report_to, log,
+        prefix="sft_short",
+    )
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(phase_dir)
+        done.write_text(f"{trainer.state.global_step} steps\n")
+    trainer.accelerator.wait_for_everyone()
+    return trainer.model, metrics, runtime
+
+
 def train_sft(
     model_or_path: str | Path | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -171,29 +251,29 @@ def train_sft(
         eval_ds, _ = _fits(_subsample(validation, cfg.max_eval_rows, cfg.seed).select_columns(keep_cols),
                            tokenizer, cfg.max_length)
 
-    # 2. Train.
     model = model_or_path
     if not isinstance(model, PreTrainedModel):
         from policy.models import load_causal_lm
 
         model = load_causal_lm(model_or_path)
-    trainer = SFTTrainer(
-        model=model,
-        args=make_sft_config(cfg, out_dir, report_to or [], eval_ds is not None and len(eval_ds) > 0),
-        train_dataset=train,
-        eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
-        processing_class=tokenizer,
-        callbacks=[ForwardLogs(log, "sft")] if log else None,
-    )
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume_checkpoint(out_dir / "checkpoints", cfg.resume))
-    runtime = time.perf_counter() - start
-    metrics = {f"sft/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
-    if trainer.eval_dataset is not None:
-        final_eval = trainer.evaluate()
-        metrics.update({f"sft/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})
+    metrics: dict[str, float] = {}
+    runtime = 0.0
 
-    # 3. Save; 4. samples.
+    # 2. Short-context warm-up (title -> TL;DR), once.
+    if cfg.short_context_steps > 0:
+        model, warm_metrics, warm_runtime = _short_context_warmup(model, tokenizer, train, eval_ds, out_dir, cfg,
+                                                                  report_to, log)
+        metrics.update(warm_metrics)
+        runtime += warm_runtime
+
+    # 3. Train on the full prompts.
+    trainer, phase_metrics, phase_runtime = _train_phase(
+        model, tokenizer, train, eval_ds, out_dir, cfg, report_to, log, prefix="sft"
+    )
+    metrics.update(phase_metrics)
+    runtime += phase_runtime
+
+    # 4. Save; 5. samples.
     samples: list[dict[str, str]] = []
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(out_dir)

@@ -7,6 +7,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from data.prompts import (
+    without_post_body,
     PromptConfig,
     PromptTooLong,
     as_token_counter,
@@ -56,6 +57,13 @@ def test_format_prompt_exact_template():
     assert format_prompt("relationships", "My\ntitle ", "Body line.\n") == (
         "SUBREDDIT: r/relationships\n\nTITLE: My title\n\nPOST: Body line.\n\nTL;DR:"
     )
+
+
+def test_without_post_body_keeps_title_and_tldr_marker():
+    prompt = format_prompt("tifu", "My (25F) title", "Para one.\n\nPara two with TL;DR: inside.\n\nThree")
+    assert without_post_body(prompt) == "SUBREDDIT: r/tifu\n\nTITLE: My (25F) title\n\nTL;DR:"
+    with pytest.raises(ValueError, match="PROMPT_TEMPLATE"):
+        without_post_body("TITLE: no post section\n\nTL;DR:")
 
 
 POST = "First paragraph here.\nSecond paragraph is here. It has two sentences.\nThird one"

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.sft import SFTStageConfig, greedy_samples, train_sft
+from policy.sft import SFTStageConfig, greedy_samples, short_context_rows, train_sft
 from trl import SFTConfig, SFTTrainer
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
@@ -104,6 +104,31 @@ def test_too_long_rows_are_dropped_and_resume_continues(task, tmp_path):
                     log=lambda m, s: steps.append(s))
     assert res.global_step == 14
     assert steps and min(steps) > 10, steps  # only steps 11..14 ran
+
+
+def test_short_context_rows_drop_only_the_post(task):
+    _, data = task
+    short = short_context_rows(data["validation"])
+    assert short["completion"] == data["validation"]["completion"]
+    for full, cut in zip(data["validation"]["prompt"], short["prompt"]):
+        assert "POST:" in full and "POST:" not in cut
+        assert cut.startswith(full[: full.index("\n\nPOST:")]) and cut.endswith("\n\nTL;DR:")
+
+
+def test_short_context_warmup_runs_once_before_full_prompts(task, tmp_path):
+    tok, data = task
+    out = tmp_path / "sft"
+    cfg = _cfg(short_context_steps=8, max_steps=4, n_samples=0, eval_steps=0, save_steps=100, logging_steps=1)
+    keys: list[str] = []
+    res = train_sft(_model(tok), tok, data, out, cfg, [], log=lambda m, s: keys.extend(m))
+    assert (out / "short_context" / "WARMUP_DONE").exists()
+    assert "sft_short/train/loss" in keys and "sft/train/loss" in keys
+    assert res.global_step == 4  # the full-prompt phase has its own step count
+    # A rerun loads the finished warm-up instead of training it again.
+    keys.clear()
+    train_sft(_model(tok), tok, data, out, cfg.model_copy(update={"resume": False}), [],
+              log=lambda m, s: keys.extend(m))
+    assert "sft_short/train/loss" not in keys and "sft/train/loss" in keys
 
 
 def test_rejects_pad_equal_eos(task, tmp_path):
