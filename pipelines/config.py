@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from data.pairs import DatasetsConfig
 from data.sim.server import ServerConfig
@@ -89,6 +89,13 @@ class RLSection(BaseModel):
         "each goes to ppo/baselines/<algo>/policy and gets a row in eval-policy. Empty: none.",
     )
 
+    gold_control: bool = Field(
+        False,
+        description="Simulated world only: also train PPO with the same settings against the hidden gold score "
+        "(ppo/gold_control/policy, a row in eval-policy). A control, not a method: it separates 'PPO cannot "
+        "learn this' from 'the upvote reward model cannot see it'.",
+    )
+
     @field_validator("baselines")
     @classmethod
     def _unique_algos(cls, baselines: list[TRLBaselineConfig]) -> list[TRLBaselineConfig]:
@@ -115,3 +122,12 @@ class ExperimentConfig(BaseModel):
     rl: RLSection = Field(default_factory=RLSection)
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
+
+    @model_validator(mode="after")
+    def _gold_control_needs_sim(self) -> "ExperimentConfig":
+        if self.rl.gold_control and self.scrape.source != "sim":
+            raise ValueError(
+                f"rl.gold_control=true needs scrape.source: sim (got {self.scrape.source!r}): only the simulated "
+                "world has a gold score to train the control against"
+            )
+        return self

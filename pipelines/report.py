@@ -136,6 +136,11 @@ def _reward_section(r: RunReader) -> list[str]:
                        "the selection rule, not a competitor; the text-only baselines are the fair comparison.")
     if "rm/bayes_ceiling" in m:
         verdict.append(f"- Gap to the Bayes ceiling: {m['rm/bayes_ceiling'] - m['rm/accuracy']:+.3f}.")
+    if "rm/probe/fact_swap_accuracy" in m:
+        verdict.append(f"- Fact-swap probe: the reward model prefers a held-out reference TL;DR over the same TL;DR with "
+                       f"one fact word swapped in {m['rm/probe/fact_swap_accuracy']:.3f} of "
+                       f"{_fmt(m.get('rm/probe/fact_swap_n'), 0)} pairs (0.5 = blind to facts; gold prefers the "
+                       f"original almost always).")
     if "rm/human_agreement" in m:
         verdict.append(f"- Agreement with human comparisons: {m['rm/human_agreement']:.3f}.")
     lines += verdict + [""]
@@ -166,6 +171,40 @@ def _side_by_side(r: RunReader) -> list[dict]:
     return rows + [row for row in steer if row.get("method") not in seen]
 
 
+def _win_text(row: dict) -> str:
+    ci = row.get("gold_win_ci") or [None, None]
+    return f"{_fmt(row.get('gold_win_rate'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _policy_verdict(table: list[dict]) -> list[str]:
+    """Does RL beat SFT on gold? Computed from the table's rows: PPO's last snapshot, the largest best-of-n,
+    and the gold-reward PPO control when present."""
+    by = {row.get("method"): row for row in table}
+    sft = by.get("SFT")
+    ppo = [row for row in table if str(row.get("method", "")).startswith("PPO step")]
+    if not sft or not ppo:
+        return []
+    last = ppo[-1]
+    s_ci, p_ci = sft.get("gold_win_ci") or [0, 0], last.get("gold_win_ci") or [0, 0]
+    verdict = "clearly above" if p_ci[0] > s_ci[1] else ("clearly below" if p_ci[1] < s_ci[0] else "not separable from")
+    lines = ["**Does RL beat SFT on gold?**", "",
+             f"- {last['method']}: gold win rate vs the reference {_win_text(last)}, SFT {_win_text(sft)}: "
+             f"{verdict} SFT (95% CIs). Reward-model score {_fmt(sft.get('rm_score'))} -> {_fmt(last.get('rm_score'))}, "
+             f"gold {_fmt(sft.get('gold'))} -> {_fmt(last.get('gold'))}, KL {_fmt(last.get('kl'))}."]
+    bon = [row for row in table if str(row.get("method", "")).startswith("best-of-")]
+    if bon:
+        b = bon[-1]
+        lines.append(f"- {b['method']} by the reward model (no training): gold {_fmt(sft.get('gold'))} -> "
+                     f"{_fmt(b.get('gold'))}, reward-model score {_fmt(b.get('rm_score'))}. If best-of-n does not "
+                     "raise gold, no optimizer of this reward model will at this KL.")
+    control = by.get("PPO on gold (control)")
+    if control:
+        lines.append(f"- PPO with the same settings against the gold score itself: gold {_fmt(control.get('gold'))}, "
+                     f"win rate {_win_text(control)}, KL {_fmt(control.get('kl'))}: what these PPO settings can do "
+                     "with a perfect reward.")
+    return lines + [""]
+
+
 def _policy_section(r: RunReader) -> list[str]:
     lines = ["## 3. Policies: SFT, PPO, best-of-n, RLOO/GRPO, goal tokens and input steering", ""]
     sft = r.metrics("sft")
@@ -193,6 +232,7 @@ def _policy_section(r: RunReader) -> list[str]:
                          row.get("rouge_l"), row.get("length"), row.get("no_eos_rate"), row.get("weights_changed"),
                          row.get("compute")])
         lines += _table(cols, rows)
+    lines += _policy_verdict(table)
     for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
                          ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):
         if (r.root / png).is_file():

@@ -70,3 +70,10 @@ def test_shipped_configs_validate(name):
     path = Path(__file__).resolve().parent.parent / "configs" / name
     cfg = configio.load(ExperimentConfig, path)
     assert cfg.run.name == name.removesuffix(".yaml")
+
+
+def test_gold_control_is_refused_without_the_simulated_world(tmp_path):
+    path = write(tmp_path, "real.yaml", "scrape:\n  source: reddit\nrl:\n  gold_control: true\n")
+    with pytest.raises(configio.ConfigError) as err:
+        configio.load(ExperimentConfig, path)
+    assert "rl.gold_control" in str(err.value) and "sim" in str(err.value)

@@ -76,7 +76,8 @@ def _cfg(root: Path, **sections) -> ExperimentConfig:
                 "learning_rate": 1e-3, "temperature": 1.0, "missing_eos_penalty": None, "save_every": 2, "sample_every": 2, "num_samples": 2},
         "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "max_steps": 1, "per_device_train_batch_size": 4,
                                                    "num_generations": 2, "max_completion_length": 6,
-                                                   "learning_rate": 1e-2, "missing_eos_penalty": None}]},
+                                                   "learning_rate": 1e-2, "missing_eos_penalty": None}],
+               "gold_control": True},
         "eval_policy": {"max_prompts": 6, "best_of_n": [1, 2, 4], "batch_size": 8, "n_table_samples": 2},
         "reward": {"scoring_batch_size": 8},
     }
@@ -96,6 +97,9 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert all(torch.equal(v, final.state_dict()[k]) for k, v in last.state_dict().items())
     assert any(not torch.equal(v, sft.state_dict()[k]) for k, v in final.state_dict().items())
     assert (ppo / "checkpoints").is_dir() and (ppo / "baselines" / "rloo" / "policy" / "config.json").is_file()
+    control = AutoModelForCausalLM.from_pretrained(ppo / "gold_control" / "policy")  # PPO against the gold score
+    assert any(not torch.equal(v, sft.state_dict()[k]) for k, v in control.state_dict().items())
+    assert metrics["gold_control/seconds"] > 0
     curve = [json.loads(line) for line in (ppo / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve if "objective/scores" in r] == [1, 2, 3, 4]
     assert "objective/gold" in curve[0]  # source sim: gold tracked during training
@@ -110,12 +114,15 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     out = run_root / "eval-policy"
     table = json.loads((out / "policy_table.json").read_text())
     methods = [r["method"] for r in table]
-    assert methods == ["reference TL;DR", "SFT", "best-of-1", "best-of-2", "best-of-4", "PPO step 2", "PPO step 4", "RLOO"]
+    assert methods == ["reference TL;DR", "SFT", "best-of-1", "best-of-2", "best-of-4", "PPO step 2", "PPO step 4", "RLOO",
+                       "PPO on gold (control)"]
     for row in table:
         assert tuple(row) == ROW_KEYS, row["method"]
     by = {r["method"]: r for r in table}
     assert by["SFT"]["weights_changed"] is False and by["PPO step 4"]["weights_changed"] is True
     assert by["RLOO"]["weights_changed"] is True
+    assert by["PPO on gold (control)"]["weights_changed"] is True
+    assert by["PPO on gold (control)"]["compute"].startswith("PPO 4 updates against the gold score")
     assert abs(by["SFT"]["kl"]) < 1e-3  # sampled KL of the SFT policy to itself
     assert by["PPO step 4"]["kl"] > 0.0
     assert by["best-of-4"]["rm_score"] >= by["best-of-1"]["rm_score"]  # best-of-n picks by the reward model

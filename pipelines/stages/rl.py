@@ -54,6 +54,7 @@ from reward_model.scoring import RewardScorer
 
 SNAPSHOT = re.compile(r"^step-(\d+)$")
 BASELINE_NAMES = {"rloo": "RLOO", "grpo": "GRPO"}
+GOLD_CONTROL_NAME = "PPO on gold (control)"
 
 
 def _sim(ctx: Context) -> bool:
@@ -121,6 +122,31 @@ def list_snapshots(ppo_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _gold_control(ctx: Context, sft_dir: Path, critic_init: Path | None, prompts: datasets.Dataset) -> dict:
+    """PPO with the same settings against the gold score instead of the reward model (simulated world only).
+
+    Why: if this control raises gold and PPO on the upvote reward does not, the bottleneck is what the reward
+    model sees, not the optimizer. `gold_score` reads the formatted prompt (its TL;DR: line is cut off).
+    """
+    if not _sim(ctx):
+        raise ValueError("rl.gold_control needs the simulated world (scrape.source: sim): real data has no gold score")
+    out = ctx.out / "gold_control"
+    if (out / "policy" / "config.json").is_file():
+        print(f"[ppo] gold control: trained policy in {out / 'policy'}: skipped")
+        return {}
+    tokenizer = load_tokenizer(sft_dir)
+    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
+    value_model = build_value_model(policy, critic_init)
+    started = time.time()
+    result = train_ppo(policy, ref_policy, value_model, tokenizer, prompts, batch_gold, ctx.cfg.ppo, out,
+                       log=lambda m, step: ctx.tracker.log({f"gold_control/{k}": v for k, v in m.items()}, step),
+                       gold_fn=batch_gold)
+    seconds = time.time() - started
+    (out / "result.json").write_text(json.dumps({"seconds": seconds, "updates": result.num_updates}, indent=1))
+    print(f"[ppo] gold control: {result.num_updates} updates in {seconds:.0f} s -> {result.policy_dir}")
+    return {"gold_control/seconds": seconds, **{f"gold_control/{k}": v for k, v in result.final_metrics.items()}}
+
+
 @register("ppo", "PPO on the SFT policy against the upvote reward model (+ RLOO/GRPO baselines if configured).",
           resumable=True)
 def ppo_stage(ctx: Context) -> dict:
@@ -175,6 +201,9 @@ def ppo_stage(ctx: Context) -> dict:
     metrics = {**result.final_metrics, "ppo/updates": result.num_updates, "ppo/batch_size": sizes.batch_size,
                "ppo/snapshots": len(list_snapshots(ctx.out)), "ppo/critic_from_rm": critic_from_rm,
                "time/ppo_train_seconds": ppo_seconds}
+
+    if cfg.rl.gold_control:
+        metrics.update(_gold_control(ctx, sft_dir, rm_dir if critic_from_rm else None, prompts))
 
     # Critic-free baselines from the same SFT policy, prompts and reward (skipped when already trained).
     for base in cfg.rl.baselines:
@@ -292,7 +321,19 @@ def eval_policy_stage(ctx: Context) -> dict:
                               float(info.get("seconds", 0.0)) + res.seconds))
         show(name, res.texts, ecfg.samples_per_prompt)
 
-    # 4. Outputs: the table (JSON, W&B, terminal), samples, plots.
+    # 4. The gold-reward PPO control (simulated world): an upper bound for what PPO can do with these settings.
+    control_dir = ppo_dir / "gold_control"
+    if (control_dir / "policy" / "config.json").is_file():
+        info = json.loads((control_dir / "result.json").read_text()) if (control_dir / "result.json").is_file() else {}
+        model = load_causal_lm(control_dir / "policy")
+        name = GOLD_CONTROL_NAME
+        res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
+        compute = f"PPO {info.get('updates', '?')} updates against the gold score, {info.get('seconds', 0):.0f} s"
+        table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), compute,
+                              float(info.get("seconds", 0.0)) + res.seconds))
+        show(name, res.texts, ecfg.samples_per_prompt)
+
+    # 5. Outputs: the table (JSON, W&B, terminal), samples, plots.
     (ctx.out / "policy_table.json").write_text(json.dumps(table, indent=1))
     ctx.tracker.table("eval/policy_table", list(ROW_KEYS), [[r[k] for k in ROW_KEYS] for r in table])
     sample_rows = [[b, held.prompts[b], held.references[b], method, texts[b]]

@@ -12,6 +12,7 @@ from pathlib import Path
 import datasets
 
 from data.pairs import sim_bayes_fn
+from data.sim.probes import fact_swap_pairs
 from data.sim.gold import gold_score
 from pipelines.stages import Context, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
@@ -93,7 +94,25 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
                 print(f"\n[{ctx.stage_dir.stage}] {name}\n{format_table(rows)}")
     if result.plot_path:
         ctx.tracker.image("rm/reliability", result.plot_path)
-    return result.metrics
+    metrics = dict(result.metrics)
+    if _sim(ctx):
+        metrics.update(fact_swap_accuracy(ctx, scorer, split))
+    return metrics
+
+
+def fact_swap_accuracy(ctx: Context, scorer: RewardScorer, split: str) -> dict:
+    """Simulated world: how often the reward model prefers a held-out reference TL;DR over the same TL;DR with
+    one fact swapped (`data.sim.probes`); ~0.5 means it does not check facts against the post."""
+    rows = datasets.load_from_disk(str(ctx.stage_path("build-data") / "sft"))
+    rows = rows[split] if split in rows else rows["validation"]
+    probe = fact_swap_pairs(list(rows["prompt"]), list(rows["completion"]), seed=ctx.cfg.run.seed)
+    if not len(probe):
+        return {}
+    wins = (scorer.score(probe.prompts, probe.originals) > scorer.score(probe.prompts, probe.swapped)).float()
+    acc, n = float(wins.mean()), len(probe)
+    print(f"\n[{ctx.stage_dir.stage}] fact-swap probe: prefers the original TL;DR over one with a swapped fact "
+          f"in {acc:.3f} of {n} held-out pairs (0.5 = blind to facts)")
+    return {"rm/probe/fact_swap_accuracy": acc, "rm/probe/fact_swap_n": n}
 
 
 @register("train-reward", "Train the upvote reward model (TRL RewardTrainer, Bradley-Terry) and evaluate it.",

@@ -65,6 +65,11 @@ class GCGConfig(BaseModel):
         1.0, gt=0.0, le=1.0, description="Universal mode: fraction of training posts that must succeed to stop."
     )
     init_token: str = Field(" x", description="Token repeated k times to initialize the trigger.")
+    init_with_target: bool = Field(
+        False,
+        description="Initialize the trigger with the target's first token repeated k times (when it is allowed) "
+        "instead of init_token: a warm start a model that copies from its context responds to.",
+    )
     seed: int = Field(0, description="Seed of candidate sampling.")
     show_progress: bool = Field(False, description="Show a tqdm bar over steps.")
 
@@ -237,7 +242,12 @@ def run(
         banned = not_allowed_token_ids(tokenizer, cfg.allow_non_ascii).to(device)
         # 1. tokenize around the slot; the text before the trigger runs once (prefix KV cache)
         cases = [prepare_case(model, tokenizer, p, target, cfg.position, cfg.use_prefix_cache) for p in prompts]
-        init = single_token_id(tokenizer, [cfg.init_token, " the", "."], set(banned.tolist()))
+        banned_set = set(banned.tolist())
+        first_target = int(cases[0].target_ids[0])
+        if cfg.init_with_target and first_target not in banned_set:
+            init = first_target
+        else:
+            init = single_token_id(tokenizer, [cfg.init_token, " the", "."], banned_set)
         trigger = torch.full((cfg.n_tokens,), init, dtype=torch.long, device=device)
         init_loss, init_wins = candidate_losses(model, cases, trigger[None], cfg.batch_size)
         best_ids, best_loss, cur_loss = trigger.clone(), float(init_loss), float(init_loss)

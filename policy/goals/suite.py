@@ -71,8 +71,8 @@ class TargetSteeringSection(BaseModel):
         "`steer/target_cases` says how many ran."
     )
     gcg: GCGConfig = Field(
-        default_factory=lambda: GCGConfig(num_steps=40, search_width=128, topk=64),
-        description="GCG search per case (n_tokens is set to k).",
+        default_factory=lambda: GCGConfig(num_steps=40, search_width=128, topk=64, init_with_target=True),
+        description="GCG search per case (n_tokens is set to k; starts from the target token repeated).",
     )
 
 
