@@ -105,3 +105,15 @@ def test_magic_word_eval_reports_per_case(tiny):
     assert all(0 < c["target_rank"] < 20 for c in rep.cases)
     with pytest.raises(ValueError, match="k=11"):
         gcg.evaluate_target_steering(model, tok, toy_prompts(1), n_cases=1, k=11)
+
+
+def test_init_with_target_starts_from_the_target_repeated(tiny):
+    model, tok = tiny
+    prompt = toy_prompts(1)[0]
+    target_id = tok(" money", add_special_tokens=False)["input_ids"][0]
+    cfg = gcg.GCGConfig(n_tokens=4, num_steps=1, search_width=8, seed=0, early_stop=False)
+    warm = gcg.run(model, tok, prompt, target_id, cfg.model_copy(update={"init_with_target": True}))
+    cold = gcg.run(model, tok, prompt, target_id, cfg)
+    direct = gcg.evaluate_trigger(model, tok, [prompt], target_id, [target_id] * 4, "suffix")
+    assert warm.initial_loss == pytest.approx(-direct.mean_logprob, abs=1e-4)
+    assert cold.initial_loss != pytest.approx(warm.initial_loss, abs=1e-4)
