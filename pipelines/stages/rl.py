@@ -122,19 +122,18 @@ def list_snapshots(ppo_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _gold_control(ctx: Context, sft_dir: Path, critic_init: Path | None, prompts: datasets.Dataset) -> dict:
-    """PPO with the same settings against the gold score instead of the reward model (simulated world only).
+def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
+                  prompts: datasets.Dataset) -> dict:
+    """PPO with the same settings against the gold score instead of the reward model (simulated world only:
+    `ExperimentConfig` refuses rl.gold_control for other sources).
 
     Why: if this control raises gold and PPO on the upvote reward does not, the bottleneck is what the reward
     model sees, not the optimizer. `gold_score` reads the formatted prompt (its TL;DR: line is cut off).
     """
-    if not _sim(ctx):
-        raise ValueError("rl.gold_control needs the simulated world (scrape.source: sim): real data has no gold score")
     out = ctx.out / "gold_control"
     if (out / "policy" / "config.json").is_file():
         print(f"[ppo] gold control: trained policy in {out / 'policy'}: skipped")
         return {}
-    tokenizer = load_tokenizer(sft_dir)
     policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     value_model = build_value_model(policy, critic_init)
     started = time.time()
@@ -203,7 +202,7 @@ def ppo_stage(ctx: Context) -> dict:
                "time/ppo_train_seconds": ppo_seconds}
 
     if cfg.rl.gold_control:
-        metrics.update(_gold_control(ctx, sft_dir, rm_dir if critic_from_rm else None, prompts))
+        metrics.update(_gold_control(ctx, sft_dir, tokenizer, rm_dir if critic_from_rm else None, prompts))
 
     # Critic-free baselines from the same SFT policy, prompts and reward (skipped when already trained).
     for base in cfg.rl.baselines:
@@ -249,6 +248,18 @@ def held_out(ctx: Context, scorer: RewardScorer) -> HeldOut:
     prompts, posts, refs = list(rows["prompt"]), list(rows["post_text"]), list(rows["completion"])
     ref_gold = np.array([gold_score(p, r) for p, r in zip(posts, refs)]) if _sim(ctx) else None
     return HeldOut(prompts, posts, refs, scorer.score(prompts, refs).double().numpy(), ref_gold)
+
+
+def _baseline_compute(name: str, info: dict) -> str:
+    """The compute column of an RLOO/GRPO row, from its result.json."""
+    bcfg = info.get("config", {})
+    return (f"{name} {bcfg.get('max_steps', '?')} steps x {bcfg.get('per_device_train_batch_size', '?')} "
+            f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
+
+
+def _gold_control_compute(name: str, info: dict) -> str:
+    """The compute column of the gold-reward PPO control's row, from its result.json."""
+    return f"PPO {info.get('updates', '?')} updates against the gold score, {info.get('seconds', 0):.0f} s"
 
 
 @register("eval-policy", "Held-out table: SFT, PPO snapshots, best-of-n, RLOO/GRPO (reward, gold, KL, win rates).")
@@ -306,34 +317,21 @@ def eval_policy_stage(ctx: Context) -> dict:
                               train_s + res.seconds))
         show(f"PPO step {step}", res.texts, ecfg.samples_per_prompt)
 
-    # 3. RLOO / GRPO baselines trained by the ppo stage.
-    for algo, name in BASELINE_NAMES.items():
-        base_dir = ppo_dir / "baselines" / algo
-        if not (base_dir / "policy" / "config.json").is_file():
+    # 3. The other policies the ppo stage trained: RLOO / GRPO baselines, and the gold-reward PPO control
+    #    (simulated world: an upper bound for what PPO can do with these settings).
+    trained = [(name, ppo_dir / "baselines" / algo, _baseline_compute) for algo, name in BASELINE_NAMES.items()]
+    trained.append((GOLD_CONTROL_NAME, ppo_dir / "gold_control", _gold_control_compute))
+    for name, run_dir, describe in trained:
+        if not (run_dir / "policy" / "config.json").is_file():
             continue
-        info = json.loads((base_dir / "result.json").read_text()) if (base_dir / "result.json").is_file() else {}
-        model = load_causal_lm(base_dir / "policy")
+        info = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
+        model = load_causal_lm(run_dir / "policy")
         res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
-        bcfg = info.get("config", {})
-        compute = (f"{name} {bcfg.get('max_steps', '?')} steps x {bcfg.get('per_device_train_batch_size', '?')} "
-                   f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
-        table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), compute,
+        table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), describe(name, info),
                               float(info.get("seconds", 0.0)) + res.seconds))
         show(name, res.texts, ecfg.samples_per_prompt)
 
-    # 4. The gold-reward PPO control (simulated world): an upper bound for what PPO can do with these settings.
-    control_dir = ppo_dir / "gold_control"
-    if (control_dir / "policy" / "config.json").is_file():
-        info = json.loads((control_dir / "result.json").read_text()) if (control_dir / "result.json").is_file() else {}
-        model = load_causal_lm(control_dir / "policy")
-        name = GOLD_CONTROL_NAME
-        res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
-        compute = f"PPO {info.get('updates', '?')} updates against the gold score, {info.get('seconds', 0):.0f} s"
-        table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), compute,
-                              float(info.get("seconds", 0.0)) + res.seconds))
-        show(name, res.texts, ecfg.samples_per_prompt)
-
-    # 5. Outputs: the table (JSON, W&B, terminal), samples, plots.
+    # 4. Outputs: the table (JSON, W&B, terminal), samples, plots.
     (ctx.out / "policy_table.json").write_text(json.dumps(table, indent=1))
     ctx.tracker.table("eval/policy_table", list(ROW_KEYS), [[r[k] for k in ROW_KEYS] for r in table])
     sample_rows = [[b, held.prompts[b], held.references[b], method, texts[b]]

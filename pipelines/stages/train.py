@@ -12,8 +12,8 @@ from pathlib import Path
 import datasets
 
 from data.pairs import sim_bayes_fn
-from data.sim.probes import fact_swap_pairs
 from data.sim.gold import gold_score
+from data.sim.probes import fact_swap_pairs
 from pipelines.stages import Context, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import train_sft
