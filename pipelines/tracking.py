@@ -11,21 +11,29 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-SECRET_KEY_PARTS = ("secret", "password", "api_key", "apikey", "token")
+# A key names a secret when it contains one of these, or is a credential token (`token`, `access_token`,
+# `hf_token`...). Counts and names such as `n_tokens`, `max_new_tokens`, `init_token` or `tokenizer` are
+# not secrets: redacting them made saved run configs unreproducible.
+SECRET_KEY_PARTS = ("secret", "password", "passwd", "api_key", "apikey", "credential")
+SECRET_TOKEN_KEY = re.compile(r"^(?:(?:access|refresh|auth|bearer|oauth|api|hub|hf|wandb|reddit)_?)?token$")
 SECRET_ENV = ("REDDIT_CLIENT_SECRET", "REDDIT_PASSWORD", "WANDB_API_KEY")
+
+
+def is_secret_key(key: object) -> bool:
+    """True for keys that hold credentials (client_secret, api_key, access_token, ...)."""
+    k = str(key).lower()
+    return any(p in k for p in SECRET_KEY_PARTS) or bool(SECRET_TOKEN_KEY.match(k))
 
 
 def scrub_secrets(value: Any) -> Any:
     """Return `value` with every secret-looking key's value and every known secret string replaced."""
     secrets = [os.environ[k] for k in SECRET_ENV if os.environ.get(k)]
     if isinstance(value, dict):
-        return {
-            k: "<redacted>" if any(p in str(k).lower() for p in SECRET_KEY_PARTS) and v else scrub_secrets(v)
-            for k, v in value.items()
-        }
+        return {k: "<redacted>" if is_secret_key(k) and v else scrub_secrets(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrub_secrets(v) for v in value]
     if isinstance(value, str):

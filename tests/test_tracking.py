@@ -31,3 +31,14 @@ def test_tracker_writes_local_files_and_offline_run(tmp_path, monkeypatch):
     for path in (tmp_path / "demo").rglob("*"):
         if path.is_file():
             assert b"another-s3cret" not in path.read_bytes(), path
+
+
+def test_scrub_secrets_keeps_token_counts_and_names():
+    """Settings that merely mention tokens stay in saved configs; credential tokens do not."""
+    cfg = {"n_tokens": 10, "max_new_tokens": 48, "init_token": " x", "tokenizer": {"vocab_size": 2048},
+           "max_prompt_tokens": 200, "access_token": "abc", "hf_token": "hf_x", "token": "t", "password": "p"}
+    cleaned = scrub_secrets(cfg)
+    for key in ("n_tokens", "max_new_tokens", "init_token", "tokenizer", "max_prompt_tokens"):
+        assert cleaned[key] == cfg[key], key
+    for key in ("access_token", "hf_token", "token", "password"):
+        assert cleaned[key] == "<redacted>", key
