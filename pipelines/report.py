@@ -119,7 +119,9 @@ def _reward_section(r: RunReader) -> list[str]:
         ["random", m.get("rm/baseline/random"), ""],
     ]
     if "rm/bayes_ceiling" in m:
-        rows.append(["Bayes ceiling (simulator)", m["rm/bayes_ceiling"], ""])
+        rows.append(["Bayes ceiling (simulator, expected)", m["rm/bayes_ceiling"], ""])
+    if "rm/expected_accuracy" in m:
+        rows.append(["reward model (simulator, expected)", m["rm/expected_accuracy"], ""])
     if "rm/gold/accuracy" in m:
         rows.append(["reward model vs GOLD labels", m["rm/gold/accuracy"],
                      f"[{_fmt(m.get('rm/gold/accuracy_ci_low'))}, {_fmt(m.get('rm/gold/accuracy_ci_high'))}]"])
@@ -134,7 +136,14 @@ def _reward_section(r: RunReader) -> list[str]:
         verdict.append("- later-wins is 1.0 by construction: the timestamp rule keeps only pairs whose preferred "
                        "comment was written later. The reward model never sees times, so this baseline measures "
                        "the selection rule, not a competitor; the text-only baselines are the fair comparison.")
-    if "rm/bayes_ceiling" in m:
+    if "rm/expected_accuracy" in m:
+        verdict.append(
+            f"- Gap to the Bayes ceiling: {m['rm/gap_to_ceiling']:.3f} [{_fmt(m.get('rm/gap_to_ceiling_ci_low'))}, "
+            f"{_fmt(m.get('rm/gap_to_ceiling_ci_high'))}] (paired bootstrap over {_fmt(m.get('rm/oracle/n_pairs'), 0)} "
+            f"same_post pairs). Both sides are expected accuracies under the simulator's win probability of each "
+            f"pair, so the realized labels' noise cancels; the reward model picks against the Bayes decision on "
+            f"{m.get('rm/bayes_disagreement', float('nan')):.1%} of the pairs.")
+    elif "rm/bayes_ceiling" in m:
         verdict.append(f"- Gap to the Bayes ceiling: {m['rm/bayes_ceiling'] - m['rm/accuracy']:+.3f}.")
     if "rm/probe/fact_swap_accuracy" in m:
         verdict.append(f"- Fact-swap probe: the reward model prefers a held-out reference TL;DR over the same TL;DR with "

@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 
 from reward_model.calibration import pairwise_correct, reliability, wilson_interval
-from reward_model.evaluate import evaluate_reward_model, format_table, ratio_bucket
+from reward_model.evaluate import oracle_gap, evaluate_reward_model, format_table, ratio_bucket
 
 
 def test_wilson_interval_known_values():
@@ -55,6 +55,12 @@ def _pairs(n: int = 40) -> Dataset:
     return Dataset.from_list(rows)
 
 
+def _oracle_p(pairs: Dataset) -> np.ndarray:
+    """Simulator-like win probabilities: 0.9 where the chosen text is the good one, 0.4 where not, NaN for human."""
+    return np.array([np.nan if s == "human" else (0.9 if "good" in c.split() else 0.4)
+                     for s, c in zip(pairs["strategy"], pairs["chosen"])])
+
+
 def count_good(prompts: list[str], responses: list[str]) -> torch.Tensor:
     """A transparent RewardFn: number of 'good' minus number of 'bad' words."""
     return torch.tensor([r.split().count("good") - r.split().count("bad") for r in responses], dtype=torch.float32)
@@ -63,13 +69,20 @@ def count_good(prompts: list[str], responses: list[str]) -> torch.Tensor:
 def test_evaluate_tables_baselines_gold_and_plot(tmp_path):
     pairs = _pairs()
     gold = lambda post, summary: float(summary.split().count("good"))  # noqa: E731
-    result = evaluate_reward_model(count_good, pairs, out_dir=tmp_path, gold_fn=gold, bayes_fn=lambda ds: 0.75)
+    result = evaluate_reward_model(count_good, pairs, out_dir=tmp_path, gold_fn=gold, win_prob_fn=_oracle_p)
     m = result.metrics
     assert m["rm/accuracy"] == pytest.approx(0.75)  # right exactly where labels follow "good"
     assert m["rm/accuracy_ci_low"] < 0.75 < m["rm/accuracy_ci_high"]
     assert m["rm/gold/accuracy"] == pytest.approx(1.0)  # the RM agrees with gold on every decided pair
     assert m["rm/gold/label_agreement"] == pytest.approx(0.75)
-    assert m["rm/bayes_ceiling"] == 0.75 and m["rm/gap_to_ceiling"] == pytest.approx(0.0)
+    # Oracle: p = 0.9 where "good" is chosen (a pair the model gets right), 0.4 elsewhere; human pairs unknown.
+    p = _oracle_p(pairs)
+    known = ~np.isnan(p)
+    assert m["rm/oracle/n_pairs"] == known.sum() == 32
+    assert m["rm/bayes_ceiling"] == pytest.approx(np.maximum(p, 1 - p)[known].mean())
+    # The model picks "good": right (p) on p=0.9 pairs, and on p=0.4 pairs it picks the rejected side (0.6).
+    assert m["rm/expected_accuracy"] == pytest.approx(m["rm/bayes_ceiling"])
+    assert m["rm/gap_to_ceiling"] == pytest.approx(0.0) and m["rm/bayes_disagreement"] == 0.0
     # later-wins: chosen time i % 3 vs rejected time 1 -> wins at 2, ties at 1 (half), loses at 0.
     expected_later = np.mean([{0: 0.0, 1: 0.5, 2: 1.0}[i % 3] for i in range(40)])
     assert m["rm/baseline/later_wins"] == pytest.approx(expected_later)
@@ -106,3 +119,20 @@ def test_bad_inputs_name_the_problem():
         evaluate_reward_model(count_good, Dataset.from_dict({"prompt": ["a"]}))
     with pytest.raises(ValueError, match="shape"):
         evaluate_reward_model(lambda p, r: torch.zeros(len(p) + 1), _pairs(4))
+
+
+def test_oracle_gap_counts_only_pairs_where_the_pick_differs_from_bayes():
+    """Per pair the gap is |2p - 1| when the model picks against the Bayes decision, else 0; ties cost half."""
+    p = np.array([0.8, 0.8, 0.3, 0.5, np.nan])
+    r_c = np.array([1.0, 0.0, 0.0, 2.0, 5.0])
+    r_r = np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    m = oracle_gap(p, r_c, r_r)
+    # picks: chosen (agrees), rejected (disagrees: 0.6), rejected (agrees with p=0.3), chosen at p=0.5 (0 gap)
+    assert m["rm/oracle/n_pairs"] == 4
+    assert m["rm/gap_to_ceiling"] == pytest.approx(0.6 / 4)
+    assert m["rm/expected_accuracy"] == pytest.approx((0.8 + 0.2 + 0.7 + 0.5) / 4)
+    assert m["rm/gap_to_ceiling_ci_low"] <= m["rm/gap_to_ceiling"] <= m["rm/gap_to_ceiling_ci_high"]
+    tie = oracle_gap(np.array([0.9]), np.array([1.0]), np.array([1.0]))
+    assert tie["rm/gap_to_ceiling"] == pytest.approx(0.4)  # a tie is right half the time: 0.5 vs 0.9
+    with pytest.raises(ValueError, match="one per pair"):
+        oracle_gap(np.array([0.5]), r_c, r_r)

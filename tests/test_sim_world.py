@@ -178,6 +178,19 @@ def test_bayes_ceiling_on_shp_pairs_is_tuned(world: SimWorld) -> None:
     assert quiet.bayes_accuracy(shp_pairs(quiet), n_samples=400) > 0.85
 
 
+def test_win_probabilities_give_the_ceiling_and_expected_accuracies(world: SimWorld) -> None:
+    """Per-pair p: mean(max(p, 1-p)) is the Bayes ceiling; picking the higher-gold side scores below it."""
+    pairs = shp_pairs(world)[:300]
+    p = world.win_probabilities(pairs, n_samples=400, seed=3)
+    assert p.shape == (300,) and ((0 <= p) & (p <= 1)).all()
+    assert np.maximum(p, 1 - p).mean() == pytest.approx(world.bayes_accuracy(pairs, n_samples=400, seed=3))
+    # The chosen side (observed winner) is usually the likelier winner, but not always: votes are noisy.
+    assert 0.6 < (p > 0.5).mean() < 1.0
+    # Swapping the sides mirrors p up to Monte Carlo noise.
+    swapped = world.win_probabilities([(b, a) for a, b in pairs], n_samples=400, seed=3)
+    assert np.corrcoef(swapped, 1 - p)[0, 1] > 0.9 and abs((swapped - (1 - p)).mean()) < 0.02
+
+
 def test_gold_labels(world: SimWorld) -> None:
     def live(cid: str) -> bool:
         c = world.comments[cid]

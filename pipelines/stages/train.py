@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datasets
 
-from data.pairs import sim_bayes_fn
+from data.pairs import sim_win_prob_fn
 from data.sim.gold import gold_score
 from data.sim.probes import fact_swap_pairs
 from pipelines.stages import Context, register, sim_world
@@ -55,17 +55,9 @@ def sft_stage(ctx: Context) -> dict:
             "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
 
 
-def _bayes_for_eval(ctx: Context):
-    """The simulated world's Bayes ceiling for held-out same_post pairs (None for real data)."""
-    if not _sim(ctx):
-        return None
-    bayes = sim_bayes_fn(sim_world(ctx.cfg), ctx.cfg.data.pairs)
-
-    def on_pairs(pairs: datasets.Dataset) -> float:
-        same_post = pairs.filter(lambda r: r["strategy"] == "same_post")
-        return bayes(same_post, "pairs/same_post") if len(same_post) else float("nan")
-
-    return on_pairs
+def _win_probs_for_eval(ctx: Context):
+    """The simulated world's per-pair win probabilities for held-out same_post pairs (None for real data)."""
+    return sim_win_prob_fn(sim_world(ctx.cfg), ctx.cfg.data.pairs, seed=ctx.cfg.run.seed) if _sim(ctx) else None
 
 
 def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict:
@@ -83,7 +75,7 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
         pairs,
         out_dir=ctx.out,
         gold_fn=gold_score if _sim(ctx) else None,
-        bayes_fn=_bayes_for_eval(ctx),
+        win_prob_fn=_win_probs_for_eval(ctx),
         seed=ctx.cfg.run.seed,
     )
     for name, rows in result.tables.items():
