@@ -238,6 +238,18 @@ class _Posts:
         return _Posts(self.post_id[:n], self.prompt[:n], self.completion[:n], self.post_text[:n])
 
 
+def _n_heldout(cfg: "SteerStageConfig") -> int:
+    """Held-out posts the stage draws (one shuffled sample shared by every part)."""
+    return max(cfg.target.n_posts, cfg.universal.n_heldout_posts, cfg.goal.n_eval_posts,
+               cfg.reward_trigger.n_heldout_posts, cfg.sensitivity.post_index + 1)
+
+
+def target_steering_prompts(rows: DatasetDict, cfg: "SteerStageConfig") -> list[str]:
+    """The held-out prompts the target-steering part uses: its cases' `prompt_index` points into this list."""
+    heldout = _Posts.take(_split(rows, cfg.heldout_split, "heldout_split"), _n_heldout(cfg), cfg.seed)
+    return heldout.prompt[: cfg.target.n_posts]
+
+
 def _split(rows: DatasetDict, name: str, field_name: str) -> Dataset:
     if name not in rows:
         raise ValueError(f"steer.{field_name}={name!r} is not a split of the SFT rows (have {list(rows)})")
@@ -583,9 +595,7 @@ def run_steering_suite(
     out.mkdir(parents=True, exist_ok=True)
     train_split = _split(rows, cfg.train_split, "train_split")
     heldout_split = _split(rows, cfg.heldout_split, "heldout_split")
-    n_heldout = max(cfg.target.n_posts, cfg.universal.n_heldout_posts, cfg.goal.n_eval_posts,
-                    cfg.reward_trigger.n_heldout_posts, cfg.sensitivity.post_index + 1)
-    heldout = _Posts.take(heldout_split, n_heldout, cfg.seed)
+    heldout = _Posts.take(heldout_split, _n_heldout(cfg), cfg.seed)
     train = _Posts.take(train_split, max(cfg.universal.n_train_posts, cfg.reward_trigger.n_train_posts), cfg.seed)
     logs = _StepLog(log)
     guard = WeightsGuard(model)

@@ -1,0 +1,115 @@
+"""The target-steering cases a steer run failed: would another search find them, or are they out of reach?
+
+    .venv/bin/python bench/steer_hard_cases.py [--run runs/demo] [--config configs/demo.yaml] [--n 20] [--quick]
+
+Reads the run's `steer/steer_target_steering_cases.json` (prompt index and target of every case), takes the
+first `--n` failures and runs, side by side on the same (post, target) cases and frozen SFT policy:
+
+  gcg        the stage's GCG settings again with other seeds (is failure just bad luck?)
+  gcg-wide   4x the candidates per step and 4x the top-k per position (is the candidate set too narrow?)
+  restarts   the same step budget split into 3 runs, the last two from random word tokens (a bad basin?)
+  soft       continuous soft prompt of the same length (not real tokens: an upper bound on what the
+             input slot can do) and its projection to the nearest tokens (PEZ)
+
+Prints success count and seconds per case for each. When every discrete variant stays low while the soft
+prompt succeeds, the limit is the discrete token space of this model, not the search budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default="runs/demo", help="Run directory with completed sft, build-data and steer stages.")
+    ap.add_argument("--config", default="configs/demo.yaml", help="The config that run used.")
+    ap.add_argument("--n", type=int, default=20, help="Failed cases to retry.")
+    ap.add_argument("--soft-steps", type=int, default=300, help="Adam steps of the soft prompt.")
+    ap.add_argument("--quick", action="store_true", help="5 cases, 100 soft steps (make bench).")
+    args = ap.parse_args()
+    if args.quick:
+        args.n, args.soft_steps = min(args.n, 5), 100
+
+    import datasets
+    import torch
+
+    from pipelines import configio
+    from pipelines.config import ExperimentConfig
+    from policy.goals import gcg, soft_prompt
+    from policy.goals.common import not_allowed_token_ids
+    from policy.goals.suite import target_steering_prompts
+    from policy.models import load_causal_lm, load_tokenizer
+
+    torch.manual_seed(0)
+    run = Path(args.run)
+    cases_file = run / "steer" / "steer_target_steering_cases.json"
+    if not cases_file.is_file():
+        print(f"skipped: {cases_file} not found; this bench reads a finished steer stage (make demo first)")
+        return
+    table = json.loads(cases_file.read_text())
+    cases = [dict(zip(table["columns"], row)) for row in table["rows"]]
+    cfg = configio.load(ExperimentConfig, args.config).steer
+    rows = datasets.load_from_disk(str(run / "build-data" / "sft"))
+    prompts = target_steering_prompts(rows, cfg)
+    tok = load_tokenizer(str(run / "sft" / "model"))
+    model = load_causal_lm(str(run / "sft" / "model"))
+    failed = [c for c in cases if not c["success"]][: args.n]
+    print(f"{run}: {len(cases)} cases, {sum(c['success'] for c in cases)} succeeded; retrying {len(failed)} failures")
+    if not failed:
+        return
+
+    banned = set(not_allowed_token_ids(tok).tolist())
+    words = [i for i in range(len(tok)) if i not in banned and tok.decode([i])[1:].isalpha() and tok.decode([i])[0] == " "]
+    base = cfg.target.gcg.model_copy(update={"n_tokens": cfg.target.k})
+    wide = base.model_copy(update={"search_width": 4 * base.search_width, "topk": 4 * base.topk})
+    split = [base.num_steps - 2 * (base.num_steps // 3), base.num_steps // 3, base.num_steps // 3]
+
+    def gcg_once(prompt: str, target: int, g: gcg.GCGConfig, i: int) -> bool:
+        return gcg.run(model, tok, prompt, target, g.model_copy(update={"seed": 1000 + i})).success
+
+    def restarts(prompt: str, target: int, i: int) -> bool:
+        rng = random.Random(i)
+        for a, steps in enumerate(split):
+            update: dict = {"num_steps": steps, "seed": 2000 + 10 * i + a}
+            if a:
+                update |= {"init_with_target": False, "init_token": tok.decode([rng.choice(words)])}
+            if gcg.run(model, tok, prompt, target, base.model_copy(update=update)).success:
+                return True
+        return False
+
+    soft_cfg = soft_prompt.SoftPromptConfig(n_tokens=cfg.target.k, position=base.position, mode="soft",
+                                            steps=args.soft_steps, early_stop=False)
+    soft_results: dict[int, soft_prompt.SoftPromptResult] = {}
+
+    def soft(prompt: str, target: int, i: int) -> bool:
+        soft_results[i] = soft_prompt.run(model, tok, prompt, target, soft_cfg.model_copy(update={"seed": i}))
+        return soft_results[i].soft_success
+
+    variants = {
+        "gcg (other seeds)": lambda p, t, i: gcg_once(p, t, base, i),
+        "gcg-wide (4x width, 4x topk)": lambda p, t, i: gcg_once(p, t, wide, i),
+        f"restarts {'+'.join(map(str, split))} steps": restarts,
+        "soft prompt (continuous)": soft,
+    }
+    print(f"{'variant':34s} {'success':>9s} {'s/case':>8s}")
+    for name, fn in variants.items():
+        t0, wins = time.perf_counter(), 0
+        for i, c in enumerate(failed):
+            wins += fn(prompts[c["prompt_index"]], c["target_id"], i)
+        dt = (time.perf_counter() - t0) / len(failed)
+        print(f"{name:34s} {wins:>4d}/{len(failed):<4d} {dt:8.2f}", flush=True)
+    pez = sum(r.projected_success for r in soft_results.values())
+    print(f"{'soft prompt projected to tokens':34s} {pez:>4d}/{len(failed):<4d} {'':8s}")
+
+
+if __name__ == "__main__":
+    main()
