@@ -153,6 +153,11 @@ def _reward_section(r: RunReader) -> list[str]:
     if "rm/human_agreement" in m:
         verdict.append(f"- Agreement with human comparisons: {m['rm/human_agreement']:.3f}.")
     lines += verdict + [""]
+    refs = r.table(stage, "rm/reference_predictors")
+    if refs and refs["rows"]:
+        lines += ["Where the reward model sits among text scorers of known ability (simulator; expected accuracy on the "
+                  f"same pairs, ceiling {_fmt(m.get('rm/bayes_ceiling'))}; gap with a paired 95% bootstrap CI):", ""]
+        lines += _table(refs["columns"], refs["rows"])
     by_ratio = r.table(stage, "rm/by_ratio")
     if by_ratio and by_ratio["rows"]:
         cols = by_ratio["columns"]

@@ -17,7 +17,8 @@ Steps:
    rule) per pair): the Bayes ceiling mean(max(p, 1-p)), the model's expected accuracy mean(p or 1-p,
    by its pick), and their paired gap with a bootstrap CI. Both average over the vote noise, so the gap
    is judged on the same pairs without the realized labels' noise (a +-5 point Wilson CI on 300 pairs
-   shrinks to about +-1.5).
+   shrinks to about +-1.5). `reference_fns` (text scorers such as the simulator's gold rule with parts
+   removed) get the same expected accuracy, so the model is placed between predictors of known ability.
 5. Pairs with strategy "human": agreement with human labels.
 """
 
@@ -124,12 +125,32 @@ def oracle_gap(p: np.ndarray, r_c: np.ndarray, r_r: np.ndarray, seed: int = 0, n
     }
 
 
+def _reference_rows(pairs: Dataset, p: np.ndarray, reference_fns: dict[str, GoldFn], metrics: dict[str, float],
+                    seed: int) -> list[dict]:
+    """The reward model beside text scorers of known ability on the same pairs and the same oracle scale."""
+    post_c = list(pairs["post_text"])
+    post_r = list(pairs["rejected_post_text"]) if "rejected_post_text" in pairs.column_names else post_c
+    chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
+    rows = [{"predictor": "reward model", "expected_accuracy": metrics["rm/expected_accuracy"],
+             "gap_to_ceiling": metrics["rm/gap_to_ceiling"], "ci_low": metrics["rm/gap_to_ceiling_ci_low"],
+             "ci_high": metrics["rm/gap_to_ceiling_ci_high"]}]
+    for name, fn in reference_fns.items():
+        s_c = np.array([fn(a, b) for a, b in zip(post_c, chosen)])
+        s_r = np.array([fn(a, b) for a, b in zip(post_r, rejected)])
+        m = oracle_gap(p, s_c, s_r, seed)
+        rows.append({"predictor": name, "expected_accuracy": m["rm/expected_accuracy"],
+                     "gap_to_ceiling": m["rm/gap_to_ceiling"], "ci_low": m["rm/gap_to_ceiling_ci_low"],
+                     "ci_high": m["rm/gap_to_ceiling_ci_high"]})
+    return rows
+
+
 def evaluate_reward_model(
     scorer,
     pairs: Dataset,
     out_dir: str | Path | None = None,
     gold_fn: GoldFn | None = None,
     win_prob_fn: WinProbFn | None = None,
+    reference_fns: dict[str, GoldFn] | None = None,
     n_bins: int = 10,
     seed: int = 0,
     n_examples: int = 8,
@@ -230,7 +251,13 @@ def evaluate_reward_model(
             }
         )
     if win_prob_fn is not None:
-        metrics.update(oracle_gap(np.asarray(win_prob_fn(pairs), float), r_c, r_r, seed))
+        p_win = np.asarray(win_prob_fn(pairs), float)
+        metrics.update(oracle_gap(p_win, r_c, r_r, seed))
+        if reference_fns and "rm/expected_accuracy" in metrics:
+            tables["reference_predictors"] = _reference_rows(pairs, p_win, reference_fns, metrics, seed)
+            for row in tables["reference_predictors"]:
+                metrics[f"rm/reference/{row['predictor']}/expected_accuracy"] = row["expected_accuracy"]
+                metrics[f"rm/reference/{row['predictor']}/gap_to_ceiling"] = row["gap_to_ceiling"]
 
     # 5. Human labels.
     if "strategy" in cols:

@@ -69,7 +69,8 @@ def count_good(prompts: list[str], responses: list[str]) -> torch.Tensor:
 def test_evaluate_tables_baselines_gold_and_plot(tmp_path):
     pairs = _pairs()
     gold = lambda post, summary: float(summary.split().count("good"))  # noqa: E731
-    result = evaluate_reward_model(count_good, pairs, out_dir=tmp_path, gold_fn=gold, win_prob_fn=_oracle_p)
+    result = evaluate_reward_model(count_good, pairs, out_dir=tmp_path, gold_fn=gold, win_prob_fn=_oracle_p,
+                                   reference_fns={"contrarian": lambda post, summary: -gold(post, summary)})
     m = result.metrics
     assert m["rm/accuracy"] == pytest.approx(0.75)  # right exactly where labels follow "good"
     assert m["rm/accuracy_ci_low"] < 0.75 < m["rm/accuracy_ci_high"]
@@ -83,6 +84,11 @@ def test_evaluate_tables_baselines_gold_and_plot(tmp_path):
     # The model picks "good": right (p) on p=0.9 pairs, and on p=0.4 pairs it picks the rejected side (0.6).
     assert m["rm/expected_accuracy"] == pytest.approx(m["rm/bayes_ceiling"])
     assert m["rm/gap_to_ceiling"] == pytest.approx(0.0) and m["rm/bayes_disagreement"] == 0.0
+    # Reference scorers land on the same scale: one that prefers the "bad" text is as far below as can be.
+    refs = {r["predictor"]: r for r in result.tables["reference_predictors"]}
+    assert refs["reward model"]["expected_accuracy"] == pytest.approx(m["rm/expected_accuracy"])
+    assert refs["contrarian"]["expected_accuracy"] == pytest.approx(1 - m["rm/bayes_ceiling"])
+    assert m["rm/reference/contrarian/gap_to_ceiling"] == pytest.approx(2 * m["rm/bayes_ceiling"] - 1)
     # later-wins: chosen time i % 3 vs rejected time 1 -> wins at 2, ties at 1 (half), loses at 0.
     expected_later = np.mean([{0: 0.0, 1: 0.5, 2: 1.0}[i % 3] for i in range(40)])
     assert m["rm/baseline/later_wins"] == pytest.approx(expected_later)

@@ -12,7 +12,7 @@ import pytest
 
 from data.records import DeletedContent, comment_from_json, post_from_json
 from data.sim import text as T
-from data.sim.gold import extract_facts, gold_components, gold_score, strip_tldr
+from data.sim.gold import extract_facts, fact_blind_gold, gold_components, gold_score, strip_tldr, style_only_gold
 from data.sim.world import PairRule, SimWorld, WorldConfig
 
 
@@ -132,6 +132,21 @@ def test_gold_prefers_a_good_summary_over_bad_ones() -> None:
             assert good > max(scores), (sub, name, good, scores)
         assert good > 0.85 and gold_score(post, "") == 0.0
         assert gold_score(post, "I love pizza lol") < 0.3
+
+
+def test_reference_scorers_miss_exactly_what_they_do_not_read() -> None:
+    """A wrong fact costs gold but not the fact-blind scorer; stating fewer facts costs the fact-blind one;
+    the style-only scorer sees neither but does see rudeness."""
+    post = "My sister borrowed my car for the wedding and crashed it."
+    right = "My sister borrowed my car for the wedding and crashed it, now she will not pay for the repair."
+    wrong = "My cousin borrowed my bike for the funeral and crashed it, now she will not pay for the repair."
+    assert gold_score(post, right) > gold_score(post, wrong) + 0.3
+    assert fact_blind_gold(post, right) == pytest.approx(fact_blind_gold(post, wrong))
+    factless = "Someone borrowed something of mine and broke it, and now they will not pay for the repair at all."
+    assert fact_blind_gold(post, right) > fact_blind_gold(post, factless) + 0.2  # fewer facts stated
+    assert style_only_gold(post, right) == pytest.approx(style_only_gold(post, wrong))
+    assert style_only_gold(post, right) > style_only_gold(post, right.replace("repair", "repair idiot")) + 0.2
+    assert fact_blind_gold(post, "") == 0.0
 
 
 def test_gold_reads_the_prompt_format_and_ignores_tldr_markers() -> None:

@@ -103,3 +103,29 @@ def gold_components(post_text: str, summary: str) -> dict[str, float]:
 def gold_score(post_text: str, summary: str) -> float:
     """Hidden quality in [0, 1] of `summary` as a TL;DR of `post_text` (rule in the module docstring)."""
     return gold_components(post_text, summary)["gold"]
+
+
+def fact_blind_gold(post_text: str, summary: str) -> float:
+    """Gold as a reader would estimate it who counts a summary's facts but never checks them against the post:
+    coverage from the number of facts stated (capped like gold's), precision 1 whenever a fact is stated.
+    A reference point for reward models: what can be predicted without verifying facts."""
+    c = gold_components(post_text, summary)
+    if c["n_words"] == 0:
+        return 0.0
+    coverage = min(1.0, c["n_summary_facts"] / max(1.0, min(c["n_post_facts"], COVERAGE_CAP)))
+    precision = 1.0 if c["n_summary_facts"] else 0.0
+    value = (WEIGHTS["coverage"] * coverage + WEIGHTS["precision"] * precision + WEIGHTS["length"] * c["length"]
+             + WEIGHTS["non_repetition"] * (1.0 - c["repetition"]) + WEIGHTS["rude"] * c["rude"])
+    return min(1.0, max(0.0, value))
+
+
+def style_only_gold(post_text: str, summary: str) -> float:
+    """Only gold's style terms (length, repetition, rudeness): what a reader of form alone would predict."""
+    c = gold_components(post_text, summary)
+    return (WEIGHTS["length"] * c["length"] + WEIGHTS["non_repetition"] * (1.0 - c["repetition"])
+            + WEIGHTS["rude"] * c["rude"])
+
+
+# Text scorers of known ability that the reward evaluation places a reward model among (simulator only).
+REFERENCE_SCORERS = {"gold": gold_score, "gold, facts counted not checked": fact_blind_gold,
+                     "gold, style terms only": style_only_gold}

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 
 from data.pairs import sim_win_prob_fn
-from data.sim.gold import gold_score
+from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.probes import fact_swap_pairs
 from pipelines.stages import Context, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
@@ -76,6 +76,7 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
         out_dir=ctx.out,
         gold_fn=gold_score if _sim(ctx) else None,
         win_prob_fn=_win_probs_for_eval(ctx),
+        reference_fns=REFERENCE_SCORERS if _sim(ctx) else None,
         seed=ctx.cfg.run.seed,
     )
     for name, rows in result.tables.items():
