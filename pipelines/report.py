@@ -158,6 +158,11 @@ def _reward_section(r: RunReader) -> list[str]:
         lines += ["Where the reward model sits among text scorers of known ability (simulator; expected accuracy on the "
                   f"same pairs, ceiling {_fmt(m.get('rm/bayes_ceiling'))}; gap with a paired 95% bootstrap CI):", ""]
         lines += _table(refs["columns"], refs["rows"])
+        blind = m.get("rm/reference/gold, facts counted not checked/gap_to_ceiling")
+        if isinstance(blind, (int, float)):
+            lines += [f"A scorer that knows every other term of gold and counts the facts a summary states, without "
+                      f"checking them against the post, stays {blind:.3f} below the ceiling: a reward model that gets "
+                      f"closer has to check facts against the post (the fact-swap probe above says whether it does).", ""]
     by_ratio = r.table(stage, "rm/by_ratio")
     if by_ratio and by_ratio["rows"]:
         cols = by_ratio["columns"]
