@@ -156,9 +156,11 @@ def _reward_section(r: RunReader) -> list[str]:
     refs = r.table(stage, "rm/reference_predictors")
     if refs and refs["rows"]:
         lines += ["Where the reward model sits among text scorers of known ability (simulator; expected accuracy on the "
-                  f"same pairs, ceiling {_fmt(m.get('rm/bayes_ceiling'))}; gap with a paired 95% bootstrap CI):", ""]
+                  f"same pairs, ceiling {_fmt(m.get('rm/bayes_ceiling'))}; gap with a paired 95% bootstrap CI). "
+                  "gold_facts_unchecked counts the facts a summary states without checking them against the post; "
+                  "gold_style_only reads length, repetition and rudeness only:", ""]
         lines += _table(refs["columns"], refs["rows"])
-        blind = m.get("rm/reference/gold, facts counted not checked/gap_to_ceiling")
+        blind = m.get("rm/reference/gold_facts_unchecked/gap_to_ceiling")
         if isinstance(blind, (int, float)):
             lines += [f"A scorer that knows every other term of gold and counts the facts a summary states, without "
                       f"checking them against the post, stays {blind:.3f} below the ceiling: a reward model that gets "

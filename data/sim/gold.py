@@ -126,6 +126,6 @@ def style_only_gold(post_text: str, summary: str) -> float:
             + WEIGHTS["rude"] * c["rude"])
 
 
-# Text scorers of known ability that the reward evaluation places a reward model among (simulator only).
-REFERENCE_SCORERS = {"gold": gold_score, "gold, facts counted not checked": fact_blind_gold,
-                     "gold, style terms only": style_only_gold}
+# Text scorers of known ability that the reward evaluation places a reward model among (simulator only);
+# the names become metric keys (rm/reference/<name>/...).
+REFERENCE_SCORERS = {"gold": gold_score, "gold_facts_unchecked": fact_blind_gold, "gold_style_only": style_only_gold}
