@@ -143,8 +143,6 @@ def _reward_section(r: RunReader) -> list[str]:
             f"same_post pairs). Both sides are expected accuracies under the simulator's win probability of each "
             f"pair, so the realized labels' noise cancels; the reward model picks against the Bayes decision on "
             f"{m.get('rm/bayes_disagreement', float('nan')):.1%} of the pairs.")
-    elif "rm/bayes_ceiling" in m:
-        verdict.append(f"- Gap to the Bayes ceiling: {m['rm/bayes_ceiling'] - m['rm/accuracy']:+.3f}.")
     if "rm/probe/fact_swap_accuracy" in m:
         verdict.append(f"- Fact-swap probe: the reward model prefers a held-out reference TL;DR over the same TL;DR with "
                        f"one fact word swapped in {m['rm/probe/fact_swap_accuracy']:.3f} of "

@@ -70,6 +70,17 @@ def _post_facts(post_text: str) -> frozenset[str]:
     return extract_facts(strip_tldr(post_text))
 
 
+def _weighted(coverage: float, precision: float, length: float, repetition: float, rude: float) -> float:
+    """Rule 3 of the module docstring before clipping: the one place the terms are weighted."""
+    return (
+        WEIGHTS["coverage"] * coverage
+        + WEIGHTS["precision"] * precision
+        + WEIGHTS["length"] * length
+        + WEIGHTS["non_repetition"] * (1.0 - repetition)
+        + WEIGHTS["rude"] * rude
+    )
+
+
 def gold_components(post_text: str, summary: str) -> dict[str, float]:
     """Every term of the gold score (for reports), plus `gold` itself."""
     summary = _TLDR_PREFIX.sub("", summary.strip())
@@ -85,13 +96,7 @@ def gold_components(post_text: str, summary: str) -> dict[str, float]:
     bigrams = list(zip(words, words[1:]))
     repetition = 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
     rude = 0.0 if RUDE_WORDS.isdisjoint(words) else 1.0
-    gold = (
-        WEIGHTS["coverage"] * coverage
-        + WEIGHTS["precision"] * precision
-        + WEIGHTS["length"] * length
-        + WEIGHTS["non_repetition"] * (1.0 - repetition)
-        + WEIGHTS["rude"] * rude
-    )
+    gold = _weighted(coverage, precision, length, repetition, rude)
     gold = 0.0 if n == 0 else min(1.0, max(0.0, gold))
     return {
         "gold": gold, "coverage": coverage, "precision": precision, "length": length,
@@ -114,16 +119,13 @@ def fact_blind_gold(post_text: str, summary: str) -> float:
         return 0.0
     coverage = min(1.0, c["n_summary_facts"] / max(1.0, min(c["n_post_facts"], COVERAGE_CAP)))
     precision = 1.0 if c["n_summary_facts"] else 0.0
-    value = (WEIGHTS["coverage"] * coverage + WEIGHTS["precision"] * precision + WEIGHTS["length"] * c["length"]
-             + WEIGHTS["non_repetition"] * (1.0 - c["repetition"]) + WEIGHTS["rude"] * c["rude"])
-    return min(1.0, max(0.0, value))
+    return min(1.0, max(0.0, _weighted(coverage, precision, c["length"], c["repetition"], c["rude"])))
 
 
 def style_only_gold(post_text: str, summary: str) -> float:
     """Only gold's style terms (length, repetition, rudeness): what a reader of form alone would predict."""
     c = gold_components(post_text, summary)
-    return (WEIGHTS["length"] * c["length"] + WEIGHTS["non_repetition"] * (1.0 - c["repetition"])
-            + WEIGHTS["rude"] * c["rude"])
+    return _weighted(0.0, 0.0, c["length"], c["repetition"], c["rude"])
 
 
 # Text scorers of known ability that the reward evaluation places a reward model among (simulator only);
