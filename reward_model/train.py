@@ -11,7 +11,8 @@ Steps:
 1. Build `AutoModelForSequenceClassification(num_labels=1)` over the source (SFT policy dir or a config).
 2. Tokenize pairs ourselves (`reward_model.encoding`, the same code the scorer uses) into
    `chosen_ids` / `rejected_ids` (+ `margin`, + `length` for length-grouped batches).
-3. Train with `RewardTrainer`: loss = -logsigmoid(r_c - r_r - margin) [+ c * mean((r_c + r_r)^2)].
+3. Train with `RewardTrainer`: loss = -logsigmoid(r_c - r_r - margin) [+ c * mean((r_c + r_r)^2)]; by default
+   each pair is one row whose prompt is computed once (`reward_model.shared_prompt`, the same scores).
 4. Save weights + tokenizer, merge LoRA first if used.
 5. Normalize (Stiennon et al.): bias so reference TL;DRs score mean 0, written to `reward_config.json`.
 """
@@ -32,6 +33,13 @@ from trl import RewardConfig, RewardTrainer
 from reward_model.encoding import encode_prompt_response
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
+from reward_model.shared_prompt import (
+    SharedPromptCollator,
+    SharedPromptRewardTrainer,
+    packed_length,
+    score_head,
+    unsupported_reason,
+)
 from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -79,6 +87,12 @@ class RewardStageConfig(BaseModel):
     center_rewards_coefficient: float | None = Field(
         None, ge=0.0, description="Weight of mean((r_c + r_r)^2) keeping rewards near 0 (Eisenstein et al.: 0.01)."
     )
+    batching: Literal["auto", "shared_prompt", "pairs"] = Field(
+        "auto",
+        description="shared_prompt: one row per pair, the common prompt computed once (reward_model.shared_prompt; "
+        "decoder models with a `score` head, same scores); pairs: TRL's two rows per pair (any model, e.g. "
+        "encoders); auto: shared_prompt whenever the model supports it.",
+    )
     group_by_length: bool = Field(
         True, description="Length-grouped batches (transformers LengthGroupedSampler): far less padding."
     )
@@ -111,6 +125,8 @@ class RewardResult:
     n_train_pairs: int
     n_eval_pairs: int
     n_truncated: int
+    batching: str  # "shared_prompt" or "pairs": how pairs reached the model (`auto` resolved)
+    tokens_per_pair: float  # real tokens the model processed per pair and epoch
     metrics: dict[str, float] = field(default_factory=dict)
     normalization: RewardFileConfig | None = None
 
@@ -120,8 +136,12 @@ def tokenize_pairs(
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     use_margin: bool,
+    batching: Literal["shared_prompt", "pairs"] = "pairs",
 ) -> tuple[Dataset, int]:
-    """Pairs -> `chosen_ids`, `rejected_ids`, `length` (+ `margin`): the trainer's input, and #truncated."""
+    """Pairs -> `chosen_ids`, `rejected_ids`, `length` (+ `margin`): the trainer's input, and #truncated.
+
+    `length` is what the pair costs in a batch (the length-grouped sampler sorts by it): one shared-prompt row,
+    or, as two rows, twice the longer side."""
     missing = [c for c in PAIR_COLUMNS + (("margin",) if use_margin else ()) if c not in pairs.column_names]
     if missing:
         raise ValueError(
@@ -134,8 +154,10 @@ def tokenize_pairs(
     columns = {
         "chosen_ids": chosen,
         "rejected_ids": rejected,
-        # A pair costs its longer side: both halves are padded to one length in the batch.
-        "length": [max(len(c), len(r)) for c, r in zip(chosen, rejected)],
+        "length": [
+            packed_length(c, r) if batching == "shared_prompt" else max(len(c), len(r))
+            for c, r in zip(chosen, rejected)
+        ],
     }
     if use_margin:
         columns["margin"] = [float(m) for m in pairs["margin"]]
@@ -187,13 +209,19 @@ def train_reward_model(
     check_reward_model(model, tokenizer)
     base_name = str(model_or_source) if isinstance(model_or_source, (str, Path)) else type(model).__name__
 
+    batching = cfg.batching
+    if batching == "auto":
+        batching = "pairs" if unsupported_reason(model) else "shared_prompt"
+    elif batching == "shared_prompt":
+        score_head(model)  # a clear error now rather than at the first step
+
     # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
     train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)
-    train_ds, n_cut = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, cfg.use_margin)
+    train_ds, n_cut = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, cfg.use_margin, batching)
     eval_ds = None
     if "validation" in pairs and len(pairs["validation"]):
         val_pairs = _subsample(pairs["validation"], cfg.max_eval_pairs, cfg.seed)
-        eval_ds, _ = tokenize_pairs(val_pairs, tokenizer, cfg.max_length, cfg.use_margin)
+        eval_ds, _ = tokenize_pairs(val_pairs, tokenizer, cfg.max_length, cfg.use_margin, batching)
 
     peft_config = None
     if cfg.lora is not None:
@@ -210,9 +238,12 @@ def train_reward_model(
 
     # 3. Train (resumes from out_dir/checkpoints when asked and present).
     args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
-    trainer = RewardTrainer(
+    shared = batching == "shared_prompt"
+    trainer_cls = SharedPromptRewardTrainer if shared else RewardTrainer
+    trainer = trainer_cls(
         model=model,
         args=args,
+        data_collator=SharedPromptCollator(tokenizer.pad_token_id) if shared else None,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
@@ -260,6 +291,10 @@ def train_reward_model(
         n_train_pairs=len(train_ds),
         n_eval_pairs=len(eval_ds) if eval_ds is not None else 0,
         n_truncated=n_cut,
+        batching=batching,
+        tokens_per_pair=(
+            sum(train_ds["length"]) if shared else sum(map(len, list(train_ds["chosen_ids"]) + list(train_ds["rejected_ids"])))
+        ) / max(1, len(train_ds)),
         metrics=metrics,
         normalization=normalization,
     )

@@ -130,7 +130,8 @@ def train_reward_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", ctx.out / "model")
     metrics = dict(result.metrics)  # already namespaced rm/train/..., rm/eval/...
     metrics.update({"rm_train/pairs": result.n_train_pairs, "rm_train/steps": result.global_step,
-                    "rm_train/truncated": result.n_truncated})
+                    "rm_train/truncated": result.n_truncated, "rm_train/tokens_per_pair": result.tokens_per_pair,
+                    "rm_train/shared_prompt": int(result.batching == "shared_prompt")})
     metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
     return metrics
 
