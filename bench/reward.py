@@ -1,13 +1,17 @@
-"""Reward-model training throughput: our length-grouped batches vs RewardTrainer's default random batches.
+"""Reward-model training throughput: our batching vs RewardTrainer's default random two-row batches.
 
     python bench/reward.py            # 1,024 simulated pairs, one epoch each way, tiny GPT-2 4 x 256
     python bench/reward.py --quick    # 256 pairs, 2 x 128
     python bench/reward.py --pairs runs/demo/build-data/pairs --tokenizer runs/demo/build-data/tokenizer
 
-Both runs use the same pairs, the same model initialization, the same tokenization (`reward_model.encoding`)
-and TRL's `RewardTrainer`; the only difference is the sampler (`train_sampling_strategy="group_by_length"`
-with a `length` column vs `"random"`). Printed side by side: the fraction of real (non-pad) tokens per batch
-over the epoch, and training pairs per second, with their ratios. Goal: >= 90% non-pad tokens.
+All runs use the same pairs, the same model initialization, the same tokenization (`reward_model.encoding`)
+and TRL's `RewardTrainer` (the shared-prompt run its subclass, the same loss). Three ways a pair reaches the model:
+  TRL default      two rows per pair (prompt+chosen, prompt+rejected), random batches
+  length-grouped   the same two rows, `train_sampling_strategy="group_by_length"` on a `length` column
+  shared prompt    one row per pair, the prompt computed once (`reward_model.shared_prompt`), length-grouped:
+                   what `train-reward` runs by default (`reward.batching: auto`)
+Printed side by side: the fraction of real (non-pad) tokens per batch, the tokens the model runs per pair,
+training pairs per second, and each run's speed-up over TRL's default. Goal: >= 90% non-pad tokens.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from trl import RewardTrainer
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from reward_model.model import build_reward_model
+from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer
 from reward_model.train import RewardStageConfig, make_reward_config, tokenize_pairs
 
 
@@ -55,30 +60,48 @@ def simulated_pairs(n_pairs: int, workdir: Path):
     return built.pairs["train"], tok
 
 
-def batch_fill(trainer: RewardTrainer) -> tuple[float, int]:
-    """Real tokens / all tokens over one epoch of the trainer's own dataloader, and the number of batches."""
+def batch_fill(trainer: RewardTrainer) -> tuple[float, int, int]:
+    """Real tokens / all tokens over one epoch of the trainer's own dataloader, the number of batches, and all
+    tokens (pad included) the model runs."""
     real = total = n = 0
     for batch in trainer.get_train_dataloader():
-        mask = batch["attention_mask"]  # [2 * pairs, T]: chosen rows then rejected rows
-        real += int(mask.sum())
-        total += mask.numel()
+        if "n_tokens" in batch:  # shared-prompt rows: [pairs, T], the mask is 4D
+            real += int(batch["n_tokens"])
+        else:  # [2 * pairs, T]: chosen rows then rejected rows
+            real += int(batch["attention_mask"].sum())
+        total += batch["input_ids"].numel()
         n += 1
-    return real / total, n
+    return real / total, n, total
 
 
-def run(strategy: str, model_dir: Path, tok, train_ds: Dataset, cfg: RewardStageConfig, out: Path) -> dict:
+def run(name: str, model_dir: Path, tok, pairs: Dataset, cfg: RewardStageConfig, out: Path) -> dict:
+    """One epoch of one batching way (`name` in WAYS) from the same initialization."""
+    strategy, batching = WAYS[name]
     torch.manual_seed(0)
     model = build_reward_model(model_dir, tok, seed=0)
-    args = make_reward_config(cfg, out / strategy, [], has_eval=False)
+    train_ds, _ = tokenize_pairs(pairs, tok, cfg.max_length, use_margin=False, batching=batching)
+    args = make_reward_config(cfg, out / name.replace(" ", "-"), [], has_eval=False)
     args.train_sampling_strategy = strategy
     args.save_strategy = "no"
     args.logging_steps = 10_000
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok)
-    fill, n_batches = batch_fill(trainer)
+    shared = batching == "shared_prompt"
+    trainer = (SharedPromptRewardTrainer if shared else RewardTrainer)(
+        model=model, args=args, train_dataset=train_ds, processing_class=tok,
+        data_collator=SharedPromptCollator(tok.pad_token_id) if shared else None,
+    )
+    fill, n_batches, tokens = batch_fill(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"fill": fill, "batches": n_batches, "seconds": seconds, "pairs_per_s": len(train_ds) / seconds}
+    return {"fill": fill, "batches": n_batches, "seconds": seconds, "pairs_per_s": len(train_ds) / seconds,
+            "tokens_per_pair": tokens / len(train_ds)}
+
+
+WAYS = {  # name -> (sampler, batching)
+    "TRL default": ("random", "pairs"),
+    "length-grouped": ("group_by_length", "pairs"),
+    "shared prompt": ("group_by_length", "shared_prompt"),
+}
 
 
 def main() -> None:
@@ -106,26 +129,26 @@ def main() -> None:
         pairs = pairs.shuffle(seed=0).select(range(min(n_pairs, len(pairs))))
         build_tiny_causal_lm(tok, spec).save_pretrained(tmp / "base")
         cfg = RewardStageConfig(num_train_epochs=1, per_device_train_batch_size=a.batch_size, max_length=640)
-        train_ds, _ = tokenize_pairs(pairs, tok, cfg.max_length, use_margin=False)
-        # Warm-up (allocator, thread pool) so neither timed run pays the one-time costs.
-        run("random", tmp / "base", tok, train_ds.select(range(min(32, len(train_ds)))), cfg, tmp)
-        default = run("random", tmp / "base", tok, train_ds, cfg, tmp)
-        ours = run("group_by_length", tmp / "base", tok, train_ds, cfg, tmp)
-        # Best any sampler can do: TRL pads chosen and rejected into one tensor, so each pair costs 2 x its longer side.
-        c_len, r_len = [len(x) for x in train_ds["chosen_ids"]], [len(x) for x in train_ds["rejected_ids"]]
+        # Warm-up (allocator, thread pool) so no timed run pays the one-time costs.
+        run("TRL default", tmp / "base", tok, pairs.select(range(min(32, len(pairs)))), cfg, tmp)
+        res = {name: run(name, tmp / "base", tok, pairs, cfg, tmp) for name in WAYS}
+        two_rows, _ = tokenize_pairs(pairs, tok, cfg.max_length, use_margin=False)
+        # Best any sampler can do with two rows: TRL pads chosen and rejected into one tensor.
+        c_len, r_len = [len(x) for x in two_rows["chosen_ids"]], [len(x) for x in two_rows["rejected_ids"]]
         pair_floor = sum(c_len + r_len) / sum(2 * max(c, r) for c, r in zip(c_len, r_len))
 
-    print(f"\nreward-model training, {len(train_ds)} pairs, batch {a.batch_size}, model {spec.n_layer}x{spec.n_embd}, "
+    base = res["TRL default"]
+    print(f"\nreward-model training, {len(pairs)} pairs, batch {a.batch_size}, model {spec.n_layer}x{spec.n_embd}, "
           f"{a.threads} thread(s)")
-    print(f"{'':28s}{'ours (length-grouped)':>24s}{'TRL default (random)':>24s}{'ratio':>10s}")
-    print(f"{'non-pad token fraction':28s}{ours['fill']:>24.3f}{default['fill']:>24.3f}"
-          f"{ours['fill'] / default['fill']:>10.2f}")
-    print(f"{'training pairs / s':28s}{ours['pairs_per_s']:>24.2f}{default['pairs_per_s']:>24.2f}"
-          f"{ours['pairs_per_s'] / default['pairs_per_s']:>10.2f}")
-    print(f"{'epoch seconds':28s}{ours['seconds']:>24.1f}{default['seconds']:>24.1f}"
-          f"{default['seconds'] / ours['seconds']:>10.2f}")
-    print(f"{'pair-level padding only':28s}{pair_floor:>24.3f}{'(upper bound for any sampler)':>34s}")
-    print(f"goal >= 0.90 non-pad tokens: {'met' if ours['fill'] >= 0.9 else 'NOT met'}")
+    print(f"{'':26s}" + "".join(f"{name:>18s}" for name in WAYS))
+    rows = [("non-pad token fraction", "fill", "{:.3f}"), ("tokens run per pair", "tokens_per_pair", "{:.0f}"),
+            ("training pairs / s", "pairs_per_s", "{:.2f}"), ("epoch seconds", "seconds", "{:.1f}")]
+    for label, key, fmt in rows:
+        print(f"{label:26s}" + "".join(f"{fmt.format(r[key]):>18s}" for r in res.values()))
+    print(f"{'speed-up vs TRL default':26s}" + "".join(f"{base['seconds'] / r['seconds']:>17.2f}x" for r in res.values()))
+    print(f"two-row padding floor (any sampler): {pair_floor:.3f} non-pad")
+    best = res["shared prompt"]["fill"]
+    print(f"goal >= 0.90 non-pad tokens: {'met' if best >= 0.9 else 'NOT met'} ({best:.3f}, shared prompt)")
 
 
 if __name__ == "__main__":
