@@ -32,8 +32,7 @@ from trl import RewardTrainer
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from reward_model.model import build_reward_model
-from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer
-from reward_model.train import RewardStageConfig, make_reward_config, tokenize_pairs
+from reward_model.train import RewardStageConfig, make_reward_config, make_reward_trainer, tokenize_pairs
 
 
 def simulated_pairs(n_pairs: int, workdir: Path):
@@ -84,11 +83,7 @@ def run(name: str, model_dir: Path, tok, pairs: Dataset, cfg: RewardStageConfig,
     args.train_sampling_strategy = strategy
     args.save_strategy = "no"
     args.logging_steps = 10_000
-    shared = batching == "shared_prompt"
-    trainer = (SharedPromptRewardTrainer if shared else RewardTrainer)(
-        model=model, args=args, train_dataset=train_ds, processing_class=tok,
-        data_collator=SharedPromptCollator(tok.pad_token_id) if shared else None,
-    )
+    trainer = make_reward_trainer(batching, model, args, tok, train_dataset=train_ds)
     fill, n_batches, tokens = batch_fill(trainer)
     start = time.perf_counter()
     trainer.train()

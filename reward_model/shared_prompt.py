@@ -126,6 +126,16 @@ def model_mask(model: nn.Module, allowed: torch.Tensor) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def resolve_batching(batching: str, model: nn.Module) -> str:
+    """`reward.batching` for this model: `auto` -> shared_prompt when the model supports it, else pairs; a forced
+    shared_prompt on a model that cannot take it raises here, before any tokenizing."""
+    if batching == "auto":
+        return "pairs" if unsupported_reason(model) else "shared_prompt"
+    if batching == "shared_prompt":
+        score_head(model)
+    return batching
+
+
 def score_head(model: nn.Module) -> nn.Module:
     """The per-token `score` head under any wrapper (DDP, accelerate, peft); a clear error when unusable."""
     reason = unsupported_reason(model)

@@ -33,13 +33,7 @@ from trl import RewardConfig, RewardTrainer
 from reward_model.encoding import encode_prompt_response
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
-from reward_model.shared_prompt import (
-    SharedPromptCollator,
-    SharedPromptRewardTrainer,
-    packed_length,
-    score_head,
-    unsupported_reason,
-)
+from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer, packed_length, resolve_batching
 from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -181,6 +175,17 @@ def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[st
     )
 
 
+def make_reward_trainer(
+    batching: str, model, args: RewardConfig, tokenizer: PreTrainedTokenizerBase, **kwargs
+) -> RewardTrainer:
+    """TRL's RewardTrainer on two rows per pair, or (batching="shared_prompt") its subclass with the
+    shared-prompt collator; `kwargs` go to the trainer (datasets, peft_config, callbacks)."""
+    if batching == "shared_prompt":
+        return SharedPromptRewardTrainer(model=model, args=args, processing_class=tokenizer,
+                                         data_collator=SharedPromptCollator(tokenizer.pad_token_id), **kwargs)
+    return RewardTrainer(model=model, args=args, processing_class=tokenizer, **kwargs)
+
+
 def train_reward_model(
     model_or_source: str | Path | PretrainedConfig | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -209,11 +214,7 @@ def train_reward_model(
     check_reward_model(model, tokenizer)
     base_name = str(model_or_source) if isinstance(model_or_source, (str, Path)) else type(model).__name__
 
-    batching = cfg.batching
-    if batching == "auto":
-        batching = "pairs" if unsupported_reason(model) else "shared_prompt"
-    elif batching == "shared_prompt":
-        score_head(model)  # a clear error now rather than at the first step
+    batching = resolve_batching(cfg.batching, model)
 
     # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
     train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)
@@ -238,15 +239,13 @@ def train_reward_model(
 
     # 3. Train (resumes from out_dir/checkpoints when asked and present).
     args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
-    shared = batching == "shared_prompt"
-    trainer_cls = SharedPromptRewardTrainer if shared else RewardTrainer
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        data_collator=SharedPromptCollator(tokenizer.pad_token_id) if shared else None,
+    trainer = make_reward_trainer(
+        batching,
+        model,
+        args,
+        tokenizer,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
-        processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[ForwardLogs(log, "rm")] if log else None,
     )
@@ -293,7 +292,7 @@ def train_reward_model(
         n_truncated=n_cut,
         batching=batching,
         tokens_per_pair=(
-            sum(train_ds["length"]) if shared else sum(map(len, list(train_ds["chosen_ids"]) + list(train_ds["rejected_ids"])))
+            sum(train_ds["length"]) if batching == "shared_prompt" else sum(map(len, list(train_ds["chosen_ids"]) + list(train_ds["rejected_ids"])))
         ) / max(1, len(train_ds)),
         metrics=metrics,
         normalization=normalization,

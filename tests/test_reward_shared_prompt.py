@@ -18,7 +18,13 @@ from reward_model.shared_prompt import (
     pair_rewards,
     shared_prefix_length,
 )
-from reward_model.train import RewardStageConfig, make_reward_config, tokenize_pairs, train_reward_model
+from reward_model.train import (
+    RewardStageConfig,
+    make_reward_config,
+    make_reward_trainer,
+    tokenize_pairs,
+    train_reward_model,
+)
 from tests.test_reward_model import _bert_world, _pair_rows
 
 
@@ -83,9 +89,9 @@ def test_loss_and_gradients_equal_trls(tiny, tmp_path, use_margin):
     for batching, cls in [("pairs", RewardTrainer), ("shared_prompt", SharedPromptRewardTrainer)]:
         model = _rm(tok)
         ds, _ = tokenize_pairs(Dataset.from_list(rows), tok, 200, use_margin=use_margin, batching=batching)
-        collator = SharedPromptCollator(tok.pad_token_id) if batching == "shared_prompt" else None
-        trainer = cls(model=model, args=make_reward_config(cfg, tmp_path / batching, [], has_eval=False),
-                      train_dataset=ds, processing_class=tok, data_collator=collator)
+        trainer = make_reward_trainer(batching, model, make_reward_config(cfg, tmp_path / batching, [], has_eval=False),
+                                      tok, train_dataset=ds)
+        assert type(trainer) is cls
         model.train()
         loss = trainer.compute_loss(model, trainer.data_collator([ds[i] for i in range(len(ds))]))
         loss.backward()
