@@ -131,16 +131,16 @@ def _reference_rows(pairs: Dataset, p: np.ndarray, reference_fns: dict[str, Gold
     post_c = list(pairs["post_text"])
     post_r = list(pairs["rejected_post_text"]) if "rejected_post_text" in pairs.column_names else post_c
     chosen, rejected = list(pairs["chosen"]), list(pairs["rejected"])
-    rows = [{"predictor": "reward model", "expected_accuracy": metrics["rm/expected_accuracy"],
-             "gap_to_ceiling": metrics["rm/gap_to_ceiling"], "ci_low": metrics["rm/gap_to_ceiling_ci_low"],
-             "ci_high": metrics["rm/gap_to_ceiling_ci_high"]}]
+
+    def row(name: str, m: dict[str, float]) -> dict:
+        return {"predictor": name, "expected_accuracy": m["rm/expected_accuracy"], "gap_to_ceiling": m["rm/gap_to_ceiling"],
+                "ci_low": m["rm/gap_to_ceiling_ci_low"], "ci_high": m["rm/gap_to_ceiling_ci_high"]}
+
+    rows = [row("reward model", metrics)]
     for name, fn in reference_fns.items():
         s_c = np.array([fn(a, b) for a, b in zip(post_c, chosen)])
         s_r = np.array([fn(a, b) for a, b in zip(post_r, rejected)])
-        m = oracle_gap(p, s_c, s_r, seed)
-        rows.append({"predictor": name, "expected_accuracy": m["rm/expected_accuracy"],
-                     "gap_to_ceiling": m["rm/gap_to_ceiling"], "ci_low": m["rm/gap_to_ceiling_ci_low"],
-                     "ci_high": m["rm/gap_to_ceiling_ci_high"]})
+        rows.append(row(name, oracle_gap(p, s_c, s_r, seed)))
     return rows
 
 
