@@ -31,6 +31,7 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from trl import RewardConfig, RewardTrainer
 
 from reward_model.encoding import encode_prompt_response
+from reward_model.grounding import GroundingNegativesConfig, GroundingReport, add_grounding_negatives
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
 from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer, packed_length, resolve_batching
@@ -106,6 +107,11 @@ class RewardStageConfig(BaseModel):
         1000, ge=1, description="Reference (prompt, author TL;DR) rows used to set the normalization bias."
     )
     scoring_batch_size: int = Field(32, ge=1, description="Batch size of the scorer (normalization, evaluation).")
+    grounding_negatives: GroundingNegativesConfig = Field(
+        default_factory=GroundingNegativesConfig,
+        description="Synthetic training pairs: a response beats itself with one grounded word swapped "
+        "(reward_model.grounding); teaches checking a summary against its post.",
+    )
     seed: int = Field(0, description="Seed of head init, shuffling and subsampling.")
 
 
@@ -123,6 +129,7 @@ class RewardResult:
     tokens_per_pair: float  # real tokens the model processed per pair and epoch
     metrics: dict[str, float] = field(default_factory=dict)
     normalization: RewardFileConfig | None = None
+    grounding: GroundingReport | None = None
 
 
 def tokenize_pairs(
@@ -218,6 +225,7 @@ def train_reward_model(
 
     # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
     train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)
+    train_pairs, grounding = add_grounding_negatives(train_pairs, cfg.grounding_negatives)
     train_ds, n_cut = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, cfg.use_margin, batching)
     eval_ds = None
     if "validation" in pairs and len(pairs["validation"]):
@@ -296,4 +304,5 @@ def train_reward_model(
         ) / max(1, len(train_ds)),
         metrics=metrics,
         normalization=normalization,
+        grounding=grounding,
     )

@@ -132,6 +132,9 @@ def train_reward_stage(ctx: Context) -> dict:
     metrics.update({"rm_train/pairs": result.n_train_pairs, "rm_train/steps": result.global_step,
                     "rm_train/truncated": result.n_truncated, "rm_train/tokens_per_pair": result.tokens_per_pair,
                     "rm_train/shared_prompt": int(result.batching == "shared_prompt")})
+    if result.grounding is not None and result.grounding.n_added:
+        metrics.update({"rm_train/grounding_negatives": result.grounding.n_added,
+                        "rm_train/grounding_context_matched": result.grounding.context_matched})
     metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
     return metrics
 

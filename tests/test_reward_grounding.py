@@ -1,0 +1,128 @@
+"""Grounding negatives (reward_model.grounding): which words are swapped, with what, and what the pairs hold."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from datasets import Dataset
+
+from reward_model.grounding import (
+    STRATEGY,
+    GroundingNegativesConfig,
+    _Vocabulary,
+    add_grounding_negatives,
+    corrupt,
+)
+
+POSTS = [
+    "My sister (31F) lost my ring at the beach. It cost $900. What do I do?",
+    "My boyfriend (27M) broke my phone at the gym. What do I do?",
+    "My mom (60F) sold my guitar at the mall. What do I do?",
+    "My roommate (22M) ate my cake at the party. What do I do?",
+    "My boss (45M) lost my keys at the office. It cost $40. What do I do?",
+]
+SUMMARIES = [
+    " my sister lost my ring at the beach, $900.",
+    " my boyfriend broke my phone at the gym.",
+    " my mom sold my guitar at the mall.",
+    " my roommate ate my cake at the party.",
+    " my boss lost my keys at the office, $40.",
+]
+
+
+def _pairs(n_copies: int = 2) -> Dataset:
+    rows = []
+    for c in range(n_copies):
+        for i, (p, s) in enumerate(zip(POSTS, SUMMARIES)):
+            rows.append({"pair_id": f"p{c}{i}", "prompt": p + "\n\nTL;DR:", "chosen": s, "rejected": " lol",
+                         "strategy": "same_post", "chosen_score": 50, "rejected_score": 3, "margin": 1.5})
+    return Dataset.from_list(rows)
+
+
+def _vocab(cfg: GroundingNegativesConfig | None = None) -> _Vocabulary:
+    return _Vocabulary(POSTS, SUMMARIES, cfg or GroundingNegativesConfig(max_doc_freq=0.5))
+
+
+def test_function_words_are_the_ones_most_posts_share():
+    vocab = _vocab()
+    assert {"my", "at", "the", "what", "do"} <= vocab.function_words
+    assert "sister" not in vocab.function_words and "lost" not in vocab.function_words  # 1-2 of 5 posts
+
+
+def test_corrupt_swaps_one_grounded_word_for_a_word_absent_from_the_post():
+    vocab = _vocab()
+    post_words = set(re.findall(r"[a-z]+|\d+", POSTS[0].lower()))
+    for seed in range(20):
+        made = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
+        assert made is not None
+        text, _ = made
+        before, after = SUMMARIES[0].split(), text.split()
+        changed = [(a, b) for a, b in zip(before, after) if a != b]
+        assert len(before) == len(after) and len(changed) == 1, (text, changed)
+        old, new = changed[0]
+        assert re.sub(r"\W", "", new).lower().replace(",", "") not in post_words  # the new word is not grounded
+        assert re.sub(r"\W", "", old).lower() in post_words  # the old one was
+        assert old.strip("$,.") not in {"my", "at", "the"}  # function words never move
+
+
+def test_replacement_shares_the_left_word_when_one_exists():
+    """"my sister" becomes "my boyfriend/mom/roommate/boss/...", the words that follow "my" elsewhere."""
+    vocab = _vocab()
+    followers_of_my = set(vocab.followers["my"])
+    matched_any = False
+    for seed in range(30):
+        text, matched = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
+        old_new = [(a, b) for a, b in zip(SUMMARIES[0].split(), text.split()) if a != b][0]
+        i = SUMMARIES[0].split().index(old_new[0])
+        if i and SUMMARIES[0].split()[i - 1] == "my":
+            assert old_new[1].strip(",.") in followers_of_my
+            assert matched == 1
+            matched_any = True
+    assert matched_any
+
+
+def test_numbers_are_replaced_by_numbers():
+    vocab = _vocab()
+    for seed in range(40):
+        text, _ = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
+        if "$900" not in text:
+            assert re.search(r"\$\d", text), text  # "$900" -> "$<another number>", never "$guitar"
+            return
+    pytest.fail("no seed swapped the number")
+
+
+def test_a_response_with_no_grounded_word_is_skipped():
+    assert corrupt(" lol what do I do", POSTS[0], _vocab(), 1, random.Random(0)) is None
+
+
+def test_add_negatives_adds_the_asked_fraction_and_clears_votes():
+    pairs = _pairs()
+    out, report = add_grounding_negatives(pairs, GroundingNegativesConfig(enabled=True, fraction=0.5, max_doc_freq=0.5))
+    syn = [r for r in out if r["strategy"] == STRATEGY]
+    assert report.n_added == len(syn) == 5 and len(out) == len(pairs) + 5
+    for r in syn:
+        assert r["chosen"] in SUMMARIES and r["rejected"] != r["chosen"]
+        assert r["chosen_score"] == 0 and r["rejected_score"] == 0 and r["margin"] == 0.0  # no invented votes
+        assert r["pair_id"].endswith("-g0")
+    assert sorted(r["pair_id"] for r in out if r["strategy"] != STRATEGY) == sorted(pairs["pair_id"])
+
+
+def test_disabled_returns_the_pairs_unchanged():
+    pairs = _pairs()
+    out, report = add_grounding_negatives(pairs, GroundingNegativesConfig())
+    assert out is pairs and report.n_added == 0
+
+
+def test_missing_columns_are_named():
+    with pytest.raises(ValueError, match=r"reward.grounding_negatives.*\['rejected'\]"):
+        add_grounding_negatives(Dataset.from_dict({"prompt": ["a"], "chosen": ["b"]}),
+                                GroundingNegativesConfig(enabled=True))
+
+
+def test_unknown_option_is_named():
+    from pipelines.config import ExperimentConfig
+
+    with pytest.raises(Exception, match="grounding_negatives.*n_swap"):
+        ExperimentConfig.model_validate({"reward": {"grounding_negatives": {"n_swap": 2}}})
