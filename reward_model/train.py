@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import torch
 from datasets import Dataset, DatasetDict
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
