@@ -126,3 +126,24 @@ def test_unknown_option_is_named():
 
     with pytest.raises(Exception, match="grounding_negatives.*n_swap"):
         ExperimentConfig.model_validate({"reward": {"grounding_negatives": {"n_swap": 2}}})
+
+
+def test_training_adds_negatives_to_the_train_split_only(tmp_path):
+    """train_reward_model trains on votes + negatives, while its curves stay on the untouched validation pairs."""
+    from datasets import DatasetDict
+
+    from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+    from reward_model.train import RewardStageConfig, train_reward_model
+
+    pairs = _pairs(4)
+    tok = train_tokenizer(POSTS + SUMMARIES, vocab_size=300, min_frequency=1)
+    policy = build_tiny_causal_lm(tok, ModelSpec(n_layer=1, n_embd=32, n_head=2, n_positions=128))
+    policy.save_pretrained(tmp_path / "policy")
+    tok.save_pretrained(tmp_path / "policy")
+    cfg = RewardStageConfig(max_steps=2, max_length=96, eval_steps=0, save_steps=100, n_reference=4,
+                            grounding_negatives={"enabled": True, "fraction": 1.0, "max_doc_freq": 0.5})
+    res = train_reward_model(str(tmp_path / "policy"), tok, DatasetDict(train=pairs, validation=_pairs(1)),
+                             tmp_path / "rm", cfg, [])
+    assert res.grounding.n_added == len(pairs)
+    assert res.n_train_pairs == 2 * len(pairs)
+    assert res.n_eval_pairs == len(POSTS)  # validation pairs are never augmented
