@@ -57,8 +57,7 @@ class GroundingReport:
     """How the negatives were made (logged with the reward stage)."""
 
     n_added: int
-    n_candidates: int  # training responses with at least one grounded spot
-    context_matched: float  # fraction of swaps whose replacement shares the left word
+    context_matched: float  # fraction of swapped words whose replacement shares the left word
 
 
 def _words(text: str) -> list[re.Match]:
@@ -110,9 +109,11 @@ def _match_case(new: str, old: str) -> str:
     return new.capitalize() if old[0].isupper() else new
 
 
-def corrupt(response: str, post: str, vocab: _Vocabulary, n_swaps: int, rng: random.Random) -> tuple[str, int] | None:
-    """`response` with up to `n_swaps` grounded words replaced by words absent from `post`, and how many
-    replacements shared the left word; None when no grounded word has a replacement."""
+def corrupt(
+    response: str, post: str, vocab: _Vocabulary, n_swaps: int, rng: random.Random
+) -> tuple[str, int, int] | None:
+    """`response` with up to `n_swaps` grounded words replaced by words absent from `post`, the number of
+    words swapped, and how many replacements shared the left word; None when no grounded word has one."""
     post_words = {m.group(0).lower() for m in _words(post)}
     matches = _words(response)
     spots = [i for i, m in enumerate(matches) if vocab.is_content(w := m.group(0).lower()) and w in post_words]
@@ -137,7 +138,7 @@ def corrupt(response: str, post: str, vocab: _Vocabulary, n_swaps: int, rng: ran
     for i in sorted(swaps):
         out.append(response[last : matches[i].start()] + swaps[i])
         last = matches[i].end()
-    return "".join(out) + response[last:], matched
+    return "".join(out) + response[last:], len(swaps), matched
 
 
 def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tuple[Dataset, GroundingReport]:
@@ -147,11 +148,11 @@ def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tu
     content word). Other columns of the synthetic rows copy their source pair, except the ids and scores,
     which are cleared so no vote is invented.
     """
+    if not cfg.enabled or len(pairs) == 0:
+        return pairs, GroundingReport(0, 0.0)
     missing = [c for c in ("prompt", "chosen", "rejected") if c not in pairs.column_names]
     if missing:
         raise ValueError(f"reward.grounding_negatives needs pair columns {missing}; have {pairs.column_names}")
-    if not cfg.enabled or len(pairs) == 0:
-        return pairs, GroundingReport(0, 0, 0.0)
     prompts, chosen = list(pairs["prompt"]), list(pairs["chosen"])
     vocab = _Vocabulary(prompts, chosen + list(pairs["rejected"]), cfg)
     rng = random.Random(cfg.seed)
@@ -159,7 +160,7 @@ def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tu
     rng.shuffle(order)
     want = int(round(cfg.fraction * len(pairs)))
     rows: list[dict] = []
-    n_candidates = n_matched = n_swapped = 0
+    n_matched = n_swapped = 0
     for rep in range(int(cfg.fraction) + 1):  # fraction > 1 revisits responses (other spots, other words)
         for i in order:
             if len(rows) >= want:
@@ -167,8 +168,7 @@ def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tu
             made = corrupt(chosen[i], prompts[i], vocab, cfg.n_swaps, rng)
             if made is None:
                 continue
-            n_candidates += rep == 0
-            text, matched = made
+            text, swapped, matched = made
             row = dict(pairs[i])
             row.update(chosen=chosen[i], rejected=text, strategy=STRATEGY)
             for col, empty in (("pair_id", f"{row.get('pair_id', i)}-g{rep}"), ("margin", cfg.margin)):
@@ -179,9 +179,9 @@ def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tu
                     row[col] = type(row[col])() if row[col] is not None else None
             rows.append(row)
             n_matched += matched
-            n_swapped += cfg.n_swaps
+            n_swapped += swapped
     if not rows:
-        return pairs, GroundingReport(0, n_candidates, 0.0)
+        return pairs, GroundingReport(0, 0.0)
     extra = Dataset.from_list(rows, features=pairs.features)
     merged = concatenate_datasets([pairs, extra]).shuffle(seed=cfg.seed)
-    return merged, GroundingReport(len(rows), n_candidates, n_matched / max(1, n_swapped))
+    return merged, GroundingReport(len(rows), n_matched / max(1, n_swapped))

@@ -57,7 +57,8 @@ def test_corrupt_swaps_one_grounded_word_for_a_word_absent_from_the_post():
     for seed in range(20):
         made = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
         assert made is not None
-        text, _ = made
+        text, n, _ = made
+        assert n == 1
         before, after = SUMMARIES[0].split(), text.split()
         changed = [(a, b) for a, b in zip(before, after) if a != b]
         assert len(before) == len(after) and len(changed) == 1, (text, changed)
@@ -73,7 +74,7 @@ def test_replacement_shares_the_left_word_when_one_exists():
     followers_of_my = set(vocab.followers["my"])
     matched_any = False
     for seed in range(30):
-        text, matched = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
+        text, _, matched = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
         old_new = [(a, b) for a, b in zip(SUMMARIES[0].split(), text.split()) if a != b][0]
         i = SUMMARIES[0].split().index(old_new[0])
         if i and SUMMARIES[0].split()[i - 1] == "my":
@@ -86,7 +87,7 @@ def test_replacement_shares_the_left_word_when_one_exists():
 def test_numbers_are_replaced_by_numbers():
     vocab = _vocab()
     for seed in range(40):
-        text, _ = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
+        text, _, _ = corrupt(SUMMARIES[0], POSTS[0], vocab, 1, random.Random(seed))
         if "$900" not in text:
             assert re.search(r"\$\d", text), text  # "$900" -> "$<another number>", never "$guitar"
             return
@@ -113,6 +114,11 @@ def test_disabled_returns_the_pairs_unchanged():
     pairs = _pairs()
     out, report = add_grounding_negatives(pairs, GroundingNegativesConfig())
     assert out is pairs and report.n_added == 0
+
+
+def test_two_swaps_change_two_words():
+    text, n, _ = corrupt(SUMMARIES[0], POSTS[0], _vocab(), 2, random.Random(0))
+    assert n == 2 and sum(a != b for a, b in zip(SUMMARIES[0].split(), text.split())) == 2
 
 
 def test_missing_columns_are_named():
