@@ -10,6 +10,8 @@ first `--n` failures and runs, side by side on the same (post, target) cases and
   restarts   the same step budget split into 3 runs, the last two from random word tokens (a bad basin?)
   soft       continuous soft prompt of the same length (not real tokens: an upper bound on what the
              input slot can do) and its projection to the nearest tokens (PEZ)
+  final state  any residual state before the final norm optimized freely (no input at all): can the output
+             layer make the target the argmax? A target that fails here is out of reach for every input
 
 Prints success count and seconds per case for each. When every discrete variant stays low while the soft
 prompt succeeds, the limit is the discrete token space of this model, not the search budget.
@@ -27,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+VARIANTS = ("gcg", "wide", "restarts", "soft", "final")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,6 +38,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/demo.yaml", help="The config that run used.")
     ap.add_argument("--n", type=int, default=20, help="Failed cases to retry.")
     ap.add_argument("--soft-steps", type=int, default=300, help="Adam steps of the soft prompt.")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                    help=f"Which variants to run (default all): {' '.join(VARIANTS)}.")
     ap.add_argument("--quick", action="store_true", help="5 cases, 100 soft steps (make bench).")
     args = ap.parse_args()
     if args.quick:
@@ -45,7 +51,7 @@ def main() -> None:
     from pipelines import configio
     from pipelines.config import ExperimentConfig
     from policy.goals import gcg, soft_prompt
-    from policy.goals.common import not_allowed_token_ids
+    from policy.goals.common import frozen, not_allowed_token_ids
     from policy.goals.suite import target_steering_prompts
     from policy.models import load_causal_lm, load_tokenizer
 
@@ -94,21 +100,44 @@ def main() -> None:
         soft_results[i] = soft_prompt.run(model, tok, prompt, target, soft_cfg.model_copy(update={"seed": i}))
         return soft_results[i].soft_success
 
-    variants = {
-        "gcg (other seeds)": lambda p, t, i: gcg_once(p, t, base, i),
-        "gcg-wide (4x width, 4x topk)": lambda p, t, i: gcg_once(p, t, wide, i),
-        f"restarts {'+'.join(map(str, split))} steps": restarts,
-        "soft prompt (continuous)": soft,
+    final_norm = getattr(model.base_model, "ln_f", None) or getattr(model.base_model, "norm", None)
+
+    def final_state(prompt: str, target: int, i: int) -> bool:
+        head = model.get_output_embeddings()
+        gen = torch.Generator().manual_seed(i)
+        with frozen(model):
+            z = torch.randn(1, head.weight.shape[1], generator=gen) + 3 * head.weight[target]
+            z.requires_grad_(True)
+            opt = torch.optim.Adam([z], lr=0.1)
+            for _ in range(400):
+                logits = head(final_norm(z))[0]
+                others = torch.cat([logits[:target], logits[target + 1 :]])
+                loss = torch.logsumexp(others, 0) - logits[target]
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                return bool(head(final_norm(z))[0].argmax() == target)
+
+    variants = {  # key -> (label, function)
+        "gcg": ("gcg (other seeds)", lambda p, t, i: gcg_once(p, t, base, i)),
+        "wide": ("gcg-wide (4x width, 4x topk)", lambda p, t, i: gcg_once(p, t, wide, i)),
+        "restarts": (f"restarts {'+'.join(map(str, split))} steps", restarts),
+        "soft": ("soft prompt (continuous)", soft),
+        "final": ("final state (no input)", final_state),
     }
+    if final_norm is None:
+        variants.pop("final")
     print(f"{'variant':34s} {'success':>9s} {'s/case':>8s}")
-    for name, fn in variants.items():
+    for name, fn in (variants[k] for k in variants if k in args.variants):
         t0, wins = time.perf_counter(), 0
         for i, c in enumerate(failed):
             wins += fn(prompts[c["prompt_index"]], c["target_id"], i)
         dt = (time.perf_counter() - t0) / len(failed)
         print(f"{name:34s} {wins:>4d}/{len(failed):<4d} {dt:8.2f}", flush=True)
     pez = sum(r.projected_success for r in soft_results.values())
-    print(f"{'soft prompt projected to tokens':34s} {pez:>4d}/{len(failed):<4d} {'':8s}")
+    if soft_results:
+        print(f"{'soft prompt projected to tokens':34s} {pez:>4d}/{len(failed):<4d} {'':8s}")
 
 
 if __name__ == "__main__":
