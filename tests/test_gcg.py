@@ -117,3 +117,17 @@ def test_init_with_target_starts_from_the_target_repeated(tiny):
     direct = gcg.evaluate_trigger(model, tok, [prompt], target_id, [target_id] * 4, "suffix")
     assert warm.initial_loss == pytest.approx(-direct.mean_logprob, abs=1e-4)
     assert cold.initial_loss != pytest.approx(warm.initial_loss, abs=1e-4)
+
+
+def test_init_ids_warm_start_from_the_given_trigger(tiny):
+    """`init_ids` replaces the repeated init token, and its length sets k."""
+    model, tok = tiny
+    prompt = toy_prompts(1)[0]
+    start = tok(" get your money", add_special_tokens=False)["input_ids"]
+    cfg = gcg.GCGConfig(n_tokens=8, num_steps=1, search_width=8, seed=0, early_stop=False)
+    res = gcg.run(model, tok, prompt, " back", cfg, init_ids=start)
+    direct = gcg.evaluate_trigger(model, tok, [prompt], " back", start, "suffix")
+    assert res.initial_loss == pytest.approx(-direct.mean_logprob / len(tok(" back")["input_ids"]), abs=1e-4)
+    assert len(res.trigger_ids) == len(start)
+    with pytest.raises(ValueError, match="init_ids is empty"):
+        gcg.run(model, tok, prompt, " back", cfg, init_ids=[])

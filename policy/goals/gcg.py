@@ -230,8 +230,12 @@ def run(
     target: str | int | list[int],
     config: GCGConfig | None = None,
     log: LogFn | None = None,
+    init_ids: list[int] | None = None,
 ) -> GCGResult:
-    """Optimize one trigger for `prompts` (one post, or many: universal mode, sum of losses)."""
+    """Optimize one trigger for `prompts` (one post, or many: universal mode, sum of losses).
+
+    `init_ids` warm-starts the search from a given trigger (k = its length) instead of `init_token` repeated.
+    """
     cfg = config or GCGConfig()
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -249,6 +253,10 @@ def run(
         else:
             init = single_token_id(tokenizer, [cfg.init_token, " the", "."], banned_set)
         trigger = torch.full((cfg.n_tokens,), init, dtype=torch.long, device=device)
+        if init_ids is not None:
+            if not init_ids:
+                raise ValueError("init_ids is empty: give the trigger GCG should start from, or None")
+            trigger = torch.tensor(init_ids, dtype=torch.long, device=device)
         init_loss, init_wins = candidate_losses(model, cases, trigger[None], cfg.batch_size)
         best_ids, best_loss, cur_loss = trigger.clone(), float(init_loss), float(init_loss)
         history: list[GCGStep] = []
