@@ -171,9 +171,10 @@ def add_grounding_negatives(pairs: Dataset, cfg: GroundingNegativesConfig) -> tu
             text, swapped, matched = made
             row = dict(pairs[i])
             row.update(chosen=chosen[i], rejected=text, strategy=STRATEGY)
-            for col, empty in (("pair_id", f"{row.get('pair_id', i)}-g{rep}"), ("margin", cfg.margin)):
-                if col in row:
-                    row[col] = empty
+            if "pair_id" in row:
+                row["pair_id"] = f"{row['pair_id']}-g{rep}"
+            if "margin" in row:
+                row["margin"] = cfg.margin
             for col in ("rejected_id", "rejected_score", "chosen_score", "score_ratio"):
                 if col in row:
                     row[col] = type(row[col])() if row[col] is not None else None

@@ -240,6 +240,8 @@ def run(
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ValueError("prompts is empty: GCG needs at least one prompt")
+    if init_ids is not None and not init_ids:
+        raise ValueError("init_ids is empty: give the trigger GCG should start from, or None")
     gen = torch.Generator().manual_seed(cfg.seed)
     with frozen(model):
         device = model.device
@@ -248,15 +250,14 @@ def run(
         cases = [prepare_case(model, tokenizer, p, target, cfg.position, cfg.use_prefix_cache) for p in prompts]
         banned_set = set(banned.tolist())
         first_target = int(cases[0].target_ids[0])
-        if cfg.init_with_target and first_target not in banned_set:
-            init = first_target
-        else:
-            init = single_token_id(tokenizer, [cfg.init_token, " the", "."], banned_set)
-        trigger = torch.full((cfg.n_tokens,), init, dtype=torch.long, device=device)
         if init_ids is not None:
-            if not init_ids:
-                raise ValueError("init_ids is empty: give the trigger GCG should start from, or None")
             trigger = torch.tensor(init_ids, dtype=torch.long, device=device)
+        else:
+            if cfg.init_with_target and first_target not in banned_set:
+                init = first_target
+            else:
+                init = single_token_id(tokenizer, [cfg.init_token, " the", "."], banned_set)
+            trigger = torch.full((cfg.n_tokens,), init, dtype=torch.long, device=device)
         init_loss, init_wins = candidate_losses(model, cases, trigger[None], cfg.batch_size)
         best_ids, best_loss, cur_loss = trigger.clone(), float(init_loss), float(init_loss)
         history: list[GCGStep] = []
