@@ -224,6 +224,26 @@ def _policy_verdict(table: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _on_policy_lines(r: RunReader) -> list[str]:
+    """eval-policy's on-policy check (simulated world): does the reward model rank the SFT policy's own samples
+    like gold, and which parts of gold does its score follow?"""
+    check = _read_json(r.root / "eval-policy" / "on_policy_reward.json")
+    if not check or not check.get("agreement", {}).get("pairs"):
+        return []
+    a, rm, gold = check["agreement"], check.get("corr_rm", {}), check.get("corr_gold", {})
+    lines = ["**Does the reward model rank the policy's own samples?**", "",
+             f"- On {_fmt(a['pairs'], 0)} within-prompt pairs of SFT samples ({check.get('samples_per_prompt')} per "
+             f"prompt) it orders the pair as gold does {_fmt(a.get('accuracy'))} [{_fmt(a.get('accuracy_ci_low'))}, "
+             f"{_fmt(a.get('accuracy_ci_high'))}] of the time (0.5 is chance). This, not accuracy on human pairs, "
+             "is what best-of-n and PPO depend on.", "",
+             "Within-prompt correlation of each score with parts of gold (mean over prompts):", ""]
+    feats = list(rm)
+    lines += _table(["score", *feats], [["reward model", *[rm[f] for f in feats]],
+                                        ["gold", *[gold.get(f) for f in feats]],
+                                        ["(mean value)", *[check.get("mean", {}).get(f) for f in feats]]])
+    return lines
+
+
 def _policy_section(r: RunReader) -> list[str]:
     lines = ["## 3. Policies: SFT, PPO, best-of-n, RLOO/GRPO, goal tokens and input steering", ""]
     sft = r.metrics("sft")
@@ -252,6 +272,7 @@ def _policy_section(r: RunReader) -> list[str]:
                          row.get("compute")])
         lines += _table(cols, rows)
     lines += _policy_verdict(table)
+    lines += _on_policy_lines(r)
     for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
                          ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):
         if (r.root / png).is_file():

@@ -55,6 +55,8 @@ def test_report_is_written_from_this_run(tiny_run: Path) -> None:
     assert "## 2. Reward model" in report and "Bayes ceiling" in report
     rm = json.loads((tiny_run / "train-reward" / "metrics.json").read_text())
     assert f"{rm['rm/accuracy']:.3f}" in report
+    on_policy = json.loads((tiny_run / "eval-policy" / "on_policy_reward.json").read_text())["agreement"]
+    assert "rank the policy's own samples" in report and f"{on_policy['accuracy']:.3f} [" in report
     assert (tiny_run / "timings.png").is_file()
 
 

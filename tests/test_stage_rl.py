@@ -133,6 +133,11 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert by["PPO step 2"]["compute"].startswith("PPO 2 updates x 8 episodes")
     assert (out / "gold_vs_sqrt_kl.png").stat().st_size > 1000 and (out / "proxy_vs_gold.png").stat().st_size > 1000
     assert metrics["eval/ppo_step_4/kl"] == by["PPO step 4"]["kl"] and "eval/sft/gold_win_lo" in metrics
+    # The on-policy check: the SFT pool's within-prompt pairs, ranked by the reward model against gold.
+    check = json.loads((out / "on_policy_reward.json").read_text())
+    assert check["samples_per_prompt"] == 4 and check["agreement"]["pairs"] > 0
+    assert metrics["eval/on_policy/rm_gold_accuracy"] == check["agreement"]["accuracy"]
+    assert set(check["corr_gold"]) == {"coverage", "precision", "n_hallucinated", "n_summary_facts", "n_words"}
 
 
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:

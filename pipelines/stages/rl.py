@@ -31,11 +31,12 @@ import torch
 from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from data.sim.gold import gold_score
+from data.sim.gold import gold_components, gold_score
 from pipelines.stages import Context, register
 from policy.evaluate import (
     ROW_KEYS,
     HeldOut,
+    Responses,
     best_of_n_rows,
     format_rows,
     make_row,
@@ -48,6 +49,7 @@ from policy.evaluate import (
 )
 from policy.models import load_causal_lm, load_tokenizer
 from policy.plots import plot_gold_vs_sqrt_kl, plot_proxy_vs_gold, ppo_curve
+from policy.reward_diagnostics import on_policy_agreement, within_prompt_correlation
 from policy.ppo import PPODivergedError, build_value_model, derive_sizes, train_ppo
 from policy.trl_baselines import train_trl_baseline
 from reward_model.scoring import RewardScorer
@@ -257,6 +259,26 @@ def _baseline_compute(name: str, info: dict) -> str:
             f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
 
 
+# Gold's parts whose within-prompt correlation with the reward says what the reward model rewards on-policy.
+ON_POLICY_FEATURES = ("coverage", "precision", "n_hallucinated", "n_summary_facts", "n_words")
+
+
+def on_policy_reward_check(pool: Responses, held: HeldOut) -> dict:
+    """Simulated world: how the reward model orders the SFT policy's own samples (the only texts PPO and
+    best-of-n ask it about) compared with gold, and which parts of gold its score follows within a prompt."""
+    rm, gold = pool.grid(pool.rm), pool.grid(pool.gold)
+    rows = [i for i in range(len(held)) for _ in range(pool.per_prompt)]
+    parts = [gold_components(held.post_texts[i], t) for i, t in zip(rows, pool.texts)]
+    features = {f: pool.grid(np.array([c[f] for c in parts])) for f in ON_POLICY_FEATURES}
+    return {
+        "samples_per_prompt": pool.per_prompt,
+        "agreement": on_policy_agreement(rm, gold),
+        "corr_rm": {f: within_prompt_correlation(rm, v) for f, v in features.items()},
+        "corr_gold": {f: within_prompt_correlation(gold, v) for f, v in features.items()},
+        "mean": {f: float(v.mean()) for f, v in features.items()},
+    }
+
+
 def _gold_control_compute(name: str, info: dict) -> str:
     """The compute column of the gold-reward PPO control's row, from its result.json."""
     return f"PPO {info.get('updates', '?')} updates against the gold score, {info.get('seconds', 0):.0f} s"
@@ -296,6 +318,13 @@ def eval_policy_stage(ctx: Context) -> dict:
         picks = np.argmax(pool.grid(pool.rm), axis=1)
         shown[f"best-of-{pool_size}"] = [pool.texts[b * pool_size + int(picks[b])]
                                          for b in range(min(ecfg.n_table_samples, len(held)))]
+
+    on_policy = on_policy_reward_check(pool, held) if gold_fn is not None else None
+    if on_policy is not None:
+        (ctx.out / "on_policy_reward.json").write_text(json.dumps(on_policy, indent=1))
+        a = on_policy["agreement"]
+        print(f"[eval-policy] on the SFT policy's own samples the reward model orders pairs as gold does "
+              f"{a.get('accuracy', float('nan')):.3f} of the time ({a.get('pairs', 0):.0f} within-prompt pairs)")
 
     # 2. PPO: every snapshot (the over-optimization curve) or only the last one.
     curve = ppo_curve(_read_jsonl(ppo_dir / "metrics.jsonl"))
@@ -344,6 +373,10 @@ def eval_policy_stage(ctx: Context) -> dict:
         if png is not None:
             ctx.tracker.image(key, png)
     metrics: dict[str, float] = {"eval/prompts": len(held)}
+    if on_policy is not None:
+        metrics.update({f"eval/on_policy/rm_gold_{k}": v for k, v in on_policy["agreement"].items()})
+        for who in ("corr_rm", "corr_gold"):
+            metrics.update({f"eval/on_policy/{who}/{f}": v for f, v in on_policy[who].items() if math.isfinite(v)})
     for row in table:
         for key in ROW_KEYS:
             value = row[key]
