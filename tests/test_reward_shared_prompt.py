@@ -137,7 +137,6 @@ def test_data_parallel_ranks_stay_in_sync_with_shared_prompt_rows(tmp_path):
     """Two CPU processes (torchrun, gloo): the score head's hook runs inside DDP's forward, so gradients are
     all-reduced and both ranks end with identical weights; shared-prompt and two-row training agree."""
     import os
-    import socket
     import subprocess
     import sys
     from pathlib import Path
@@ -146,12 +145,11 @@ def test_data_parallel_ranks_stay_in_sync_with_shared_prompt_rows(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     results = {}
     for batching in ("shared_prompt", "pairs"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         env = {**os.environ, "PYTHONPATH": str(root), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
         proc = subprocess.run(
-            [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port),
+            # --standalone lets torchrun's own rendezvous store take a free port, with no window between
+            # picking a port here and binding it there for another process to take it.
+            [str(torchrun), "--standalone", "--nproc_per_node", "2",
              str(root / "tests/scripts/ddp_reward.py"), str(tmp_path), batching],
             cwd=root, env=env, capture_output=True, text=True, timeout=300,
         )
