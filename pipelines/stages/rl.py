@@ -49,8 +49,8 @@ from policy.evaluate import (
 )
 from policy.models import load_causal_lm, load_tokenizer
 from policy.plots import plot_gold_vs_sqrt_kl, plot_proxy_vs_gold, ppo_curve
-from policy.reward_diagnostics import on_policy_agreement, within_prompt_correlation
 from policy.ppo import PPODivergedError, build_value_model, derive_sizes, train_ppo
+from policy.reward_diagnostics import on_policy_agreement, within_prompt_correlation
 from policy.trl_baselines import train_trl_baseline
 from reward_model.scoring import RewardScorer
 
