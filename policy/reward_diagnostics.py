@@ -2,7 +2,7 @@
 
 A reward model is trained and evaluated on human-written pairs (upvoted comments), but PPO and best-of-n
 only ever ask it to compare samples of the policy being optimized. Those differ from human text in ways
-votes never show it (a small policy at temperature 1 states many facts its post does not contain), so
+votes never show it (a small policy states many facts its post does not contain), so
 held-out pair accuracy can be high while the on-policy ranking is near chance; then PPO and best-of-n
 raise the reward and not the true quality. In the simulated world, gold scores every sample, so the
 on-policy ranking can be measured directly:
@@ -18,6 +18,8 @@ interval is a bootstrap over prompts, since pairs that share a prompt are not in
 from __future__ import annotations
 
 import numpy as np
+
+from reward_model.calibration import pairwise_correct
 
 
 def _check_grids(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +44,7 @@ def on_policy_agreement(
     d_gold = gold[:, i] - gold[:, j]  # [B, P]
     d_rm = rm[:, i] - rm[:, j]
     counted = np.abs(d_gold) >= min_gold_gap
-    agree = np.where(d_rm == 0, 0.5, (np.sign(d_rm) == np.sign(d_gold)).astype(float)) * counted
+    agree = pairwise_correct(d_rm * np.sign(d_gold), 0.0) * counted  # the project's rule: a tie counts half
     per_prompt_n = counted.sum(1)
     if per_prompt_n.sum() == 0:
         return {"pairs": 0.0}
