@@ -72,15 +72,19 @@ class _Vocabulary:
     """Content words of a corpus and which ones follow which left word in its responses."""
 
     def __init__(self, posts: list[str], responses: list[str], cfg: GroundingNegativesConfig) -> None:
+        # Deduplicate in input order, never through a set: iterating a set of strings follows Python's
+        # per-process hash seed, which would order the counters below, and with them which replacement
+        # `rng.choices` draws, differently in every process (same seed, different negatives).
+        unique_posts = list(dict.fromkeys(posts))
         df: Counter[str] = Counter()
-        for post in set(posts):
+        for post in unique_posts:
             df.update({m.group(0).lower() for m in _words(post)})
-        n_posts = max(1, len(set(posts)))
+        n_posts = max(1, len(unique_posts))
         self.cfg = cfg
         self.function_words = {w for w, c in df.items() if c / n_posts > cfg.max_doc_freq}
         self.followers: dict[str, Counter[str]] = defaultdict(Counter)
         self.by_kind: dict[str, Counter[str]] = defaultdict(Counter)
-        for text in set(responses):
+        for text in dict.fromkeys(responses):
             prev = ""
             for m in _words(text):
                 w = m.group(0).lower()

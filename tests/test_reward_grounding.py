@@ -153,3 +153,37 @@ def test_training_adds_negatives_to_the_train_split_only(tmp_path):
     assert res.grounding.n_added == len(pairs)
     assert res.n_train_pairs == 2 * len(pairs)
     assert res.n_eval_pairs == len(POSTS)  # validation pairs are never augmented
+
+
+_NEGATIVES_IN_A_FRESH_PROCESS = """
+import json
+from datasets import Dataset
+from reward_model.grounding import GroundingNegativesConfig, add_grounding_negatives
+people = ["sister", "brother", "mother", "father", "cousin", "friend", "neighbor", "teacher"]
+things = ["ring", "phone", "guitar", "wallet", "laptop", "bike", "watch", "camera"]
+rows = []
+for i in range(40):
+    who, what = people[i % 8], things[(3 * i) % 8]
+    post = f"My {who} took my {what} on day {i}. What now?"
+    rows.append({"prompt": post + "\\n\\nTL;DR:", "chosen": f" my {who} took my {what}", "rejected": " lol",
+                 "strategy": "same_post"})
+out, _ = add_grounding_negatives(Dataset.from_list(rows), GroundingNegativesConfig(enabled=True, fraction=1.0))
+print(json.dumps(sorted(out["rejected"])))
+"""
+
+
+def test_negatives_do_not_depend_on_the_process_hash_seed():
+    """Same seed, same negatives in every process: a rerun of a stage must train on the same pairs (a set of
+    strings iterates in a per-process order, which once changed which replacement words were drawn)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", _NEGATIVES_IN_A_FRESH_PROCESS], env=env, capture_output=True,
+                              text=True, check=True)
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert len(outputs[0]) == 80 and outputs[0] == outputs[1] == outputs[2]
