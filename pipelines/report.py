@@ -195,9 +195,34 @@ def _win_text(row: dict) -> str:
     return f"{_fmt(row.get('gold_win_rate'))} [{_fmt(ci[0])}, {_fmt(ci[1])}]"
 
 
-def _policy_verdict(table: list[dict]) -> list[str]:
+def _gain_text(stats: dict) -> str:
+    return f"{stats['mean']:+.3f} [{stats['lo']:+.3f}, {stats['hi']:+.3f}]"
+
+
+def _paired_lines(vs_sft: dict[str, dict], last_ppo: str) -> list[str]:
+    """eval-policy's paired comparison with SFT (vs_sft.json): the verdict for PPO's last snapshot and a table."""
+    if not vs_sft:
+        return []
+    lines = []
+    ppo = vs_sft.get(last_ppo)
+    if ppo:
+        w = ppo["gold_win"]
+        verdict = "clearly above" if w["lo"] > 0 else ("clearly below" if w["hi"] < 0 else "not separable from")
+        lines.append(f"- Paired on the same {_fmt(w.get('prompts'), 0)} prompts (what the CIs above ignore: most of "
+                     f"their width is which prompts are easy): {last_ppo} minus SFT in gold win rate "
+                     f"{_gain_text(w)}, P(gain <= 0) = {_fmt(w['p_not_above'])}: {verdict} SFT; in gold "
+                     f"{_gain_text(ppo['gold'])}.")
+    lines += ["", "Each method minus SFT on the same held-out prompts (95% bootstrap over prompts):", ""]
+    lines += _table(["method", "gold win rate - SFT", "P(gain <= 0)", "gold - SFT"],
+                    [[m, _gain_text(d["gold_win"]), d["gold_win"]["p_not_above"], _gain_text(d["gold"])]
+                     for m, d in vs_sft.items()])
+    return lines
+
+
+def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None) -> list[str]:
     """Does RL beat SFT on gold? Computed from the table's rows: PPO's last snapshot, the largest best-of-n,
-    and the gold-reward PPO control when present."""
+    and the gold-reward PPO control when present; with `vs_sft` (eval-policy's paired comparison) also the
+    paired gain over SFT on the same prompts, which decides the verdict when present."""
     by = {row.get("method"): row for row in table}
     sft = by.get("SFT")
     ppo = [row for row in table if str(row.get("method", "")).startswith("PPO step")]
@@ -210,6 +235,10 @@ def _policy_verdict(table: list[dict]) -> list[str]:
              f"- {last['method']}: gold win rate vs the reference {_win_text(last)}, SFT {_win_text(sft)}: "
              f"{verdict} SFT (95% CIs). Reward-model score {_fmt(sft.get('rm_score'))} -> {_fmt(last.get('rm_score'))}, "
              f"gold {_fmt(sft.get('gold'))} -> {_fmt(last.get('gold'))}, KL {_fmt(last.get('kl'))}."]
+    paired = _paired_lines(vs_sft or {}, last["method"])
+    if paired:
+        lines[-1] = lines[-1].replace(f"{verdict} SFT (95% CIs)", f"{verdict} SFT by the two unpaired 95% CIs")
+        lines += paired[:1]
     bon = [row for row in table if str(row.get("method", "")).startswith("best-of-")]
     if bon:
         b = bon[-1]
@@ -221,7 +250,7 @@ def _policy_verdict(table: list[dict]) -> list[str]:
         lines.append(f"- PPO with the same settings against the gold score itself: gold {_fmt(control.get('gold'))}, "
                      f"win rate {_win_text(control)}, KL {_fmt(control.get('kl'))}: what these PPO settings can do "
                      "with a perfect reward.")
-    return lines + [""]
+    return lines + paired[1:] + [""]
 
 
 def _on_policy_lines(r: RunReader) -> list[str]:
@@ -271,7 +300,7 @@ def _policy_section(r: RunReader) -> list[str]:
                          row.get("rouge_l"), row.get("length"), row.get("no_eos_rate"), row.get("weights_changed"),
                          row.get("compute")])
         lines += _table(cols, rows)
-    lines += _policy_verdict(table)
+    lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"))
     lines += _on_policy_lines(r)
     for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
                          ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):

@@ -106,6 +106,34 @@ def win_rate(scores: np.ndarray, reference: np.ndarray, weights: np.ndarray | No
     return float(per_prompt.mean()), wilson_interval(float(per_prompt.sum()), n)
 
 
+def paired_gain(values: np.ndarray, baseline: np.ndarray, n_boot: int = 4000, seed: int = 0) -> dict[str, float]:
+    """Mean per-prompt gain of a method over a baseline on the SAME prompts, with a 95% percentile bootstrap
+    interval over prompts and the share of resamples whose mean gain is <= 0 (a one-sided p-value).
+
+    Why paired: two win rates with overlapping Wilson intervals can still differ clearly when both are
+    measured on the same prompts, because most of each interval's width is which prompts are easy; the
+    per-prompt difference removes that. values, baseline: [B] per-prompt numbers (e.g. expected gold win).
+    """
+    values, baseline = np.asarray(values, float), np.asarray(baseline, float)
+    assert values.shape == baseline.shape and values.ndim == 1, (values.shape, baseline.shape)
+    diff = values - baseline
+    rng = np.random.default_rng(seed)
+    boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"mean": float(diff.mean()), "lo": float(lo), "hi": float(hi), "p_not_above": float((boots <= 0).mean()),
+            "prompts": float(len(diff))}
+
+
+def per_prompt_gold(res: "Responses", held: "HeldOut", weights: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """[B] expected gold win against the reference TL;DR and [B] expected gold, per prompt (None without gold):
+    the per-prompt numbers `paired_gain` compares between methods."""
+    if res.gold is None or held.ref_gold is None:
+        return None
+    grid = res.grid(res.gold)
+    wins = pairwise_correct(grid, np.broadcast_to(np.asarray(held.ref_gold, float)[:, None], grid.shape))
+    return {"gold_win": weighted_per_prompt(wins, weights), "gold": weighted_per_prompt(grid, weights)}
+
+
 def weighted_per_prompt(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """[B, S] values -> [B] per-prompt means under `weights` [B, S] (uniform when None)."""
     values = np.asarray(values, float)
@@ -281,17 +309,20 @@ def reference_row(held: HeldOut, tokenizer: PreTrainedTokenizerBase) -> dict:
     }
 
 
-def best_of_n_rows(pool: Responses, held: HeldOut, ns: list[int], missing_eos_penalty: float | None) -> list[dict]:
-    """Best-of-n rows (n in `ns`, each <= pool size) from one SFT pool, ranked by the reward model."""
+def best_of_n_selection(pool: Responses, ns: list[int], missing_eos_penalty: float | None) -> dict[int, np.ndarray]:
+    """n -> [B, S] weights of best-of-n over `pool`, ranked by the reward model (a no-EOS sample ranked as
+    `missing_eos_penalty` when given)."""
     ranking = pool.grid(pool.rm).copy()
     if missing_eos_penalty is not None:
         ranking[~pool.grid(pool.has_eos).astype(bool)] = missing_eos_penalty
-    rows = []
-    for n in ns:
-        weights = best_of_n_weights(ranking, n)  # [B, S]
-        rows.append(make_row(f"best-of-{n}", pool, held, analytic_kl(n), False, f"{n} samples/prompt",
-                             pool.seconds * n / pool.per_prompt, weights))
-    return rows
+    return {n: best_of_n_weights(ranking, n) for n in ns}
+
+
+def best_of_n_rows(pool: Responses, held: HeldOut, ns: list[int], missing_eos_penalty: float | None) -> list[dict]:
+    """Best-of-n rows (n in `ns`, each <= pool size) from one SFT pool, ranked by the reward model."""
+    return [make_row(f"best-of-{n}", pool, held, analytic_kl(n), False, f"{n} samples/prompt",
+                     pool.seconds * n / pool.per_prompt, weights)
+            for n, weights in best_of_n_selection(pool, ns, missing_eos_penalty).items()]
 
 
 def policy_kl(res: Responses) -> float:

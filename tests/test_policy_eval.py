@@ -16,9 +16,12 @@ from policy.evaluate import (
     HeldOut,
     Responses,
     best_of_n_rows,
+    best_of_n_selection,
     best_of_n_weights,
     kl_estimate,
     make_row,
+    paired_gain,
+    per_prompt_gold,
     rouge_l,
     slug,
     win_rate,
@@ -162,3 +165,33 @@ def test_kl_of_sampled_responses_is_zero_for_the_same_policy_and_positive_after_
         other.lm_head.weight.add_(torch.randn_like(other.lm_head.weight))
     moved = sample_responses(other, sft, tok, held, 4, cfg, reward, None)
     assert policy_kl(moved) > 0.1 and moved.gold is None
+
+
+def test_paired_gain_is_the_mean_difference_and_sees_what_unpaired_intervals_miss() -> None:
+    # 200 prompts of very different difficulty; the method beats the baseline by 0.05 on almost every one.
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.0, 0.9, 200)
+    baseline = difficulty
+    method = difficulty + 0.05 + rng.normal(0.0, 0.01, 200)
+    gain = paired_gain(method, baseline)
+    assert gain["mean"] == pytest.approx(float((method - baseline).mean()))
+    assert 0.04 < gain["lo"] < gain["mean"] < gain["hi"] < 0.06 and gain["p_not_above"] == 0.0
+    assert gain["prompts"] == 200
+    # Unpaired, the two means are within each other's spread: the prompts' difficulty dominates.
+    assert abs(method.mean() - baseline.mean()) < baseline.std() / 2
+    # No gain: the interval straddles 0 and about half the resamples are <= 0.
+    noise = paired_gain(baseline + rng.normal(0.0, 0.05, 200), baseline, seed=1)
+    assert noise["lo"] < 0.0 < noise["hi"] and 0.05 < noise["p_not_above"] < 0.95
+
+
+def test_per_prompt_gold_gives_expected_win_and_gold_under_best_of_n_weights() -> None:
+    held = HeldOut(["p0", "p1"], ["post0", "post1"], [" r0", " r1"], ref_rm=np.zeros(2), ref_gold=np.full(2, 0.5))
+    pool = _responses(rm=[0.0, 1.0, 2.0, -1.0], gold=[0.2, 0.9, 0.5, 0.8], has_eos=[True, True, True, True])
+    uniform = per_prompt_gold(pool, held)
+    np.testing.assert_allclose(uniform["gold_win"], [0.5, 0.75])  # prompt 1: a tie (0.5) counts half
+    np.testing.assert_allclose(uniform["gold"], [0.55, 0.65])
+    best2 = per_prompt_gold(pool, held, best_of_n_selection(pool, [2], None)[2])  # keeps sample 1, then sample 0
+    np.testing.assert_allclose(best2["gold_win"], [1.0, 0.5])
+    np.testing.assert_allclose(best2["gold"], [0.9, 0.5])
+    no_gold = HeldOut(["p0", "p1"], ["a", "b"], [" r0", " r1"], ref_rm=np.zeros(2), ref_gold=None)
+    assert per_prompt_gold(pool, no_gold) is None

@@ -138,6 +138,15 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert check["samples_per_prompt"] == 4 and check["agreement"]["pairs"] > 0
     assert metrics["eval/on_policy/rm_gold_accuracy"] == check["agreement"]["accuracy"]
     assert set(check["corr_gold"]) == {"coverage", "precision", "n_hallucinated", "n_summary_facts", "n_words"}
+    # The paired comparison with SFT: every other method, on the same prompts; best-of-1 IS the SFT pool.
+    vs_sft = json.loads((out / "vs_sft.json").read_text())
+    assert set(vs_sft) == set(methods) - {"reference TL;DR", "SFT"}
+    same = vs_sft["best-of-1"]["gold_win"]
+    assert same["mean"] == pytest.approx(0.0, abs=1e-12) and same["lo"] == pytest.approx(0.0, abs=1e-12)
+    ppo_gain = vs_sft["PPO step 4"]["gold"]
+    assert ppo_gain["mean"] == pytest.approx(by["PPO step 4"]["gold"] - by["SFT"]["gold"])
+    assert ppo_gain["lo"] <= ppo_gain["mean"] <= ppo_gain["hi"]
+    assert metrics["eval/ppo_step_4/vs_sft/gold_win_mean"] == vs_sft["PPO step 4"]["gold_win"]["mean"]
 
 
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:

@@ -38,8 +38,11 @@ from policy.evaluate import (
     HeldOut,
     Responses,
     best_of_n_rows,
+    best_of_n_selection,
     format_rows,
     make_row,
+    paired_gain,
+    per_prompt_gold,
     policy_kl,
     reference_row,
     sample_responses,
@@ -279,6 +282,25 @@ def on_policy_reward_check(pool: Responses, held: HeldOut) -> dict:
     }
 
 
+def compare_with_sft(per_prompt: dict[str, dict[str, np.ndarray]], seed: int) -> dict[str, dict]:
+    """Every method against SFT on the same held-out prompts: paired gain in gold win rate (against the
+    reference TL;DR) and in gold, with bootstrap intervals (`policy.evaluate.paired_gain`)."""
+    base = per_prompt.get("SFT")
+    if base is None:
+        return {}
+    return {method: {key: paired_gain(values[key], base[key], seed=seed) for key in ("gold_win", "gold")}
+            for method, values in per_prompt.items() if method != "SFT"}
+
+
+def _format_vs_sft(vs_sft: dict[str, dict]) -> str:
+    lines = [f"{'method':<28} {'gold win - SFT':>26} {'P(<=0)':>7} {'gold - SFT':>26}"]
+    for method, d in vs_sft.items():
+        w, g = d["gold_win"], d["gold"]
+        lines.append(f"{method:<28} {w['mean']:>+8.3f} [{w['lo']:+.3f}, {w['hi']:+.3f}] {w['p_not_above']:>7.3f} "
+                     f"{g['mean']:>+8.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}]")
+    return "\n".join(lines)
+
+
 def _gold_control_compute(name: str, info: dict) -> str:
     """The compute column of the gold-reward PPO control's row, from its result.json."""
     return f"PPO {info.get('updates', '?')} updates against the gold score, {info.get('seconds', 0):.0f} s"
@@ -301,6 +323,12 @@ def eval_policy_stage(ctx: Context) -> dict:
           f"{ecfg.response_length} new tokens")
     table: list[dict] = [reference_row(held, tokenizer)]
     shown: dict[str, list[str]] = {}  # method -> response to each of the first prompts (samples table)
+    per_prompt: dict[str, dict[str, np.ndarray]] = {}  # method -> [B] gold win / gold (paired comparison)
+
+    def keep(method: str, res: Responses, weights: np.ndarray | None = None) -> None:
+        values = per_prompt_gold(res, held, weights)
+        if values is not None:
+            per_prompt[method] = values
 
     def show(method: str, texts: list[str], per_prompt: int) -> None:
         shown[method] = [texts[b * per_prompt] for b in range(min(ecfg.n_table_samples, len(held)))]
@@ -313,7 +341,10 @@ def eval_policy_stage(ctx: Context) -> dict:
     table.append(make_row("SFT", pool, held, policy_kl(pool), False, f"SFT {sft_steps} steps",
                           _stage_seconds(ctx, "sft") + pool.seconds * ecfg.samples_per_prompt / pool_size))
     show("SFT", pool.texts, pool_size)
+    keep("SFT", pool)
     table += best_of_n_rows(pool, held, ecfg.best_of_n, ecfg.bon_missing_eos_penalty)
+    for n, weights in best_of_n_selection(pool, ecfg.best_of_n, ecfg.bon_missing_eos_penalty).items():
+        keep(f"best-of-{n}", pool, weights)
     if ecfg.best_of_n and ecfg.best_of_n[-1] == pool_size:  # the exact best-of-S pick on the first prompts
         picks = np.argmax(pool.grid(pool.rm), axis=1)
         shown[f"best-of-{pool_size}"] = [pool.texts[b * pool_size + int(picks[b])]
@@ -345,6 +376,7 @@ def eval_policy_stage(ctx: Context) -> dict:
         table.append(make_row(f"PPO step {step}", res, held, policy_kl(res), weights_changed(model, sft), compute,
                               train_s + res.seconds))
         show(f"PPO step {step}", res.texts, ecfg.samples_per_prompt)
+        keep(f"PPO step {step}", res)
 
     # 3. The other policies the ppo stage trained: RLOO / GRPO baselines, and the gold-reward PPO control
     #    (simulated world: an upper bound for what PPO can do with these settings).
@@ -359,6 +391,7 @@ def eval_policy_stage(ctx: Context) -> dict:
         table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), describe(name, info),
                               float(info.get("seconds", 0.0)) + res.seconds))
         show(name, res.texts, ecfg.samples_per_prompt)
+        keep(name, res)
 
     # 4. Outputs: the table (JSON, W&B, terminal), samples, plots.
     (ctx.out / "policy_table.json").write_text(json.dumps(table, indent=1))
@@ -368,6 +401,11 @@ def eval_policy_stage(ctx: Context) -> dict:
     ctx.tracker.table("eval/samples", ["prompt_index", "prompt", "reference", "method", "response"], sample_rows)
     print(f"\n[eval-policy] {len(held)} held-out prompts; win rates vs the reference TL;DR, 95% Wilson CIs\n"
           f"{format_rows(table)}")
+    vs_sft = compare_with_sft(per_prompt, ecfg.seed)
+    if vs_sft:
+        (ctx.out / "vs_sft.json").write_text(json.dumps(vs_sft, indent=1))
+        print(f"\n[eval-policy] paired against SFT on the same {len(held)} prompts (95% bootstrap over prompts)\n"
+              f"{_format_vs_sft(vs_sft)}")
     for key, png in (("eval/gold_vs_sqrt_kl", plot_gold_vs_sqrt_kl(table, ctx.out / "gold_vs_sqrt_kl.png")),
                      ("eval/proxy_vs_gold", plot_proxy_vs_gold(curve, ctx.out / "proxy_vs_gold.png"))):
         if png is not None:
@@ -377,6 +415,11 @@ def eval_policy_stage(ctx: Context) -> dict:
         metrics.update({f"eval/on_policy/rm_gold_{k}": v for k, v in on_policy["agreement"].items()})
         for who in ("corr_rm", "corr_gold"):
             metrics.update({f"eval/on_policy/{who}/{f}": v for f, v in on_policy[who].items() if math.isfinite(v)})
+    for method, d in vs_sft.items():
+        for key, stats in d.items():
+            for stat, value in stats.items():
+                if stat != "prompts":
+                    metrics[f"eval/{slug(method)}/vs_sft/{key}_{stat}"] = value
     for row in table:
         for key in ROW_KEYS:
             value = row[key]
