@@ -41,7 +41,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from policy.best_of_n import analytic_kl
 from policy.sampling import forward_logprobs, generate, left_pad_prompts
-from reward_model.calibration import pairwise_correct, wilson_interval
+from reward_model.calibration import bootstrap_means, pairwise_correct, wilson_interval
 
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor | Sequence[float]"]
 GoldFn = Callable[[str, str], float]  # (post_text, summary) -> gold, e.g. data.sim.gold.gold_score
@@ -96,14 +96,20 @@ def win_rate(scores: np.ndarray, reference: np.ndarray, weights: np.ndarray | No
     scores: [B, S] (S responses per prompt) or [B]; reference: [B]; weights: [B, S] rows summing to 1
     (default uniform). Each prompt contributes its expected win in [0, 1], so n in the CI is B prompts.
     """
+    per_prompt = per_prompt_win(scores, reference, weights)  # [B]
+    n = len(per_prompt)
+    return float(per_prompt.mean()), wilson_interval(float(per_prompt.sum()), n)
+
+
+def per_prompt_win(scores: np.ndarray, reference: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """[B] expected win of each prompt's responses against its reference (ties count 1/2); shapes as in
+    `win_rate`."""
     scores = np.asarray(scores, float)
     scores = scores[:, None] if scores.ndim == 1 else scores
     reference = np.asarray(reference, float)
     assert scores.shape[0] == reference.shape[0], (scores.shape, reference.shape)
     wins = pairwise_correct(scores, np.broadcast_to(reference[:, None], scores.shape))  # [B, S]
-    per_prompt = weighted_per_prompt(wins, weights)  # [B]
-    n = len(per_prompt)
-    return float(per_prompt.mean()), wilson_interval(float(per_prompt.sum()), n)
+    return weighted_per_prompt(wins, weights)
 
 
 def paired_gain(values: np.ndarray, baseline: np.ndarray, n_boot: int = 4000, seed: int = 0) -> dict[str, float]:
@@ -117,9 +123,8 @@ def paired_gain(values: np.ndarray, baseline: np.ndarray, n_boot: int = 4000, se
     values, baseline = np.asarray(values, float), np.asarray(baseline, float)
     assert values.shape == baseline.shape and values.ndim == 1, (values.shape, baseline.shape)
     diff = values - baseline
-    rng = np.random.default_rng(seed)
-    boots = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
+    boots = bootstrap_means(diff, n_boot, seed)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
     return {"mean": float(diff.mean()), "lo": float(lo), "hi": float(hi), "p_not_above": float((boots <= 0).mean()),
             "prompts": float(len(diff))}
 
@@ -130,8 +135,7 @@ def per_prompt_gold(res: "Responses", held: "HeldOut", weights: np.ndarray | Non
     if res.gold is None or held.ref_gold is None:
         return None
     grid = res.grid(res.gold)
-    wins = pairwise_correct(grid, np.broadcast_to(np.asarray(held.ref_gold, float)[:, None], grid.shape))
-    return {"gold_win": weighted_per_prompt(wins, weights), "gold": weighted_per_prompt(grid, weights)}
+    return {"gold_win": per_prompt_win(grid, held.ref_gold, weights), "gold": weighted_per_prompt(grid, weights)}
 
 
 def weighted_per_prompt(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -318,11 +322,11 @@ def best_of_n_selection(pool: Responses, ns: list[int], missing_eos_penalty: flo
     return {n: best_of_n_weights(ranking, n) for n in ns}
 
 
-def best_of_n_rows(pool: Responses, held: HeldOut, ns: list[int], missing_eos_penalty: float | None) -> list[dict]:
-    """Best-of-n rows (n in `ns`, each <= pool size) from one SFT pool, ranked by the reward model."""
+def best_of_n_rows(pool: Responses, held: HeldOut, selection: dict[int, np.ndarray]) -> list[dict]:
+    """Best-of-n rows from one SFT pool, one per n of `selection` (`best_of_n_selection`'s weights)."""
     return [make_row(f"best-of-{n}", pool, held, analytic_kl(n), False, f"{n} samples/prompt",
                      pool.seconds * n / pool.per_prompt, weights)
-            for n, weights in best_of_n_selection(pool, ns, missing_eos_penalty).items()]
+            for n, weights in selection.items()]
 
 
 def policy_kl(res: Responses) -> float:

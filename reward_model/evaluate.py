@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 from datasets import Dataset
 
-from reward_model.calibration import pairwise_correct, plot_reliability, reliability, wilson_interval
+from reward_model.calibration import bootstrap_means, pairwise_correct, plot_reliability, reliability, wilson_interval
 
 ScoreFn = Callable[[list[str], list[str]], "object"]  # (prompts, responses) -> tensor/array [batch]
 GoldFn = Callable[[str, str], float]  # (post_text, summary) -> hidden quality
@@ -112,8 +112,7 @@ def oracle_gap(p: np.ndarray, r_c: np.ndarray, r_r: np.ndarray, seed: int = 0, n
     p, pick = p[known], pairwise_correct(r_c, r_r)[known]  # pick: 1 chosen, 0 rejected, 0.5 tie
     expected = pick * p + (1 - pick) * (1 - p)
     gap = np.maximum(p, 1 - p) - expected
-    boot = np.random.default_rng(seed).integers(0, len(gap), size=(n_boot, len(gap)))
-    means = gap[boot].mean(axis=1)
+    means = bootstrap_means(gap, n_boot, seed)
     return {
         "rm/oracle/n_pairs": float(len(p)),
         "rm/bayes_ceiling": float(np.maximum(p, 1 - p).mean()),

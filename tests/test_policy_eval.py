@@ -96,14 +96,14 @@ def test_rows_follow_the_schema_and_best_of_n_picks_by_reward_model() -> None:
     assert row["gold"] == pytest.approx(0.5) and row["gold_win_rate"] == pytest.approx(0.5)
     assert row["rm_win_rate"] == pytest.approx((0.75 + 0.5) / 2) and row["no_eos_rate"] == pytest.approx(0.25)
     assert row["rouge_l"] == pytest.approx(0.25) and row["length"] == 5.0 and len(row["gold_win_ci"]) == 2
-    bon1, bon2 = best_of_n_rows(pool, held, [1, 2], None)
+    bon1, bon2 = best_of_n_rows(pool, held, best_of_n_selection(pool, [1, 2], None))
     assert bon1["gold"] == pytest.approx(row["gold"]) and bon1["kl"] == 0.0
     assert bon2["method"] == "best-of-2" and bon2["kl"] == pytest.approx(analytic_kl(2))
     assert bon2["rm_score"] == pytest.approx((1.0 + 2.0) / 2) and bon2["gold"] == pytest.approx((0.9 + 0.1) / 2)
     assert bon2["gold_win_rate"] == pytest.approx(0.5) and bon2["seconds"] == pytest.approx(10.0)
     assert bon2["no_eos_rate"] == pytest.approx(0.5)  # the chosen sample of prompt 0 has no EOS
     # With a missing-EOS penalty the no-EOS sample loses the ranking on prompt 0.
-    penalized = best_of_n_rows(pool, held, [2], -5.0)[0]
+    penalized = best_of_n_rows(pool, held, best_of_n_selection(pool, [2], -5.0))[0]
     assert penalized["gold"] == pytest.approx((0.2 + 0.1) / 2) and penalized["no_eos_rate"] == 0.0
 
 

@@ -342,8 +342,9 @@ def eval_policy_stage(ctx: Context) -> dict:
                           _stage_seconds(ctx, "sft") + pool.seconds * ecfg.samples_per_prompt / pool_size))
     show("SFT", pool.texts, pool_size)
     keep("SFT", pool)
-    table += best_of_n_rows(pool, held, ecfg.best_of_n, ecfg.bon_missing_eos_penalty)
-    for n, weights in best_of_n_selection(pool, ecfg.best_of_n, ecfg.bon_missing_eos_penalty).items():
+    selection = best_of_n_selection(pool, ecfg.best_of_n, ecfg.bon_missing_eos_penalty)
+    table += best_of_n_rows(pool, held, selection)
+    for n, weights in selection.items():
         keep(f"best-of-{n}", pool, weights)
     if ecfg.best_of_n and ecfg.best_of_n[-1] == pool_size:  # the exact best-of-S pick on the first prompts
         picks = np.argmax(pool.grid(pool.rm), axis=1)
