@@ -89,6 +89,11 @@ class RLSection(BaseModel):
         "each goes to ppo/baselines/<algo>/policy and gets a row in eval-policy. Empty: none.",
     )
 
+    critic_init: Literal["reward_model", "policy"] = Field(
+        "reward_model",
+        description="Where PPO's value model starts: the reward model (N+ detail; needs the policy's tokenizer, "
+        "else the policy is used) or the SFT policy's backbone with a zero head (predicts 0 at first).",
+    )
     gold_control: bool = Field(
         False,
         description="Simulated world only: also train PPO with the same settings against the hidden gold score "

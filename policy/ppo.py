@@ -12,8 +12,9 @@ One update (numbered as in the loop below):
   7. GAE advantages and returns, advantages whitened
   8. `num_ppo_epochs` passes of clipped policy + clipped value loss over minibatches (gradient accumulation)
   9. metrics, adaptive beta, linear LR decay, samples, checkpoint
-Policy and value model are separate networks trained by one optimizer (wrapped in one module so DDP and
-DeepSpeed see one model); the reference policy and the reward function stay frozen.
+Policy and value model are separate networks trained by one optimizer with a parameter group each (own
+learning rates; wrapped in one module so DDP and DeepSpeed see one model); the reference policy and the reward
+function stay frozen. Optionally the first `critic_warmup_updates` updates train only the value model.
 """
 
 from __future__ import annotations
@@ -112,7 +113,17 @@ class PPOConfig(BaseModel):
     cliprange_value: float = Field(0.2, gt=0.0, description="Value clip range around the rollout values.")
     vf_coef: float = Field(0.1, ge=0.0, description="Value loss weight.")
     # --- optimization
-    learning_rate: float = Field(3e-6, gt=0.0, description="Adam learning rate (policy and value model).")
+    learning_rate: float = Field(3e-6, gt=0.0, description="Adam learning rate of the policy (and of the value model "
+                                 "unless value_learning_rate is set).")
+    value_learning_rate: float | None = Field(
+        None, gt=0.0, description="Adam learning rate of the value model; None = learning_rate. A critic started from "
+        "the reward model has to move from RM scores of prefixes to returns, which one step per update at the "
+        "policy's rate does slowly.",
+    )
+    critic_warmup_updates: int = Field(
+        0, ge=0, description="The first N updates train only the value model on the SFT policy's rollouts (the "
+        "policy is not stepped; its LR schedule starts after them). They count toward total_episodes.",
+    )
     adam_eps: float = Field(1e-5, gt=0.0, description="Adam epsilon (N+ detail: 1e-5, not 1e-8).")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     lr_schedule: Literal["linear", "constant"] = Field("linear", description="Linear decay to 0 over the updates, or constant.")
@@ -148,6 +159,11 @@ def derive_sizes(cfg: PPOConfig, world_size: int) -> PPOSizes:
         raise ValueError(
             f"ppo.total_episodes={cfg.total_episodes} is smaller than one batch of {batch} rollouts "
             f"(per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches * {world_size} processes)"
+        )
+    if cfg.critic_warmup_updates >= num_updates:
+        raise ValueError(
+            f"ppo.critic_warmup_updates={cfg.critic_warmup_updates} leaves no policy update out of {num_updates} "
+            f"(total_episodes {cfg.total_episodes} // batch {batch}); lower it or raise ppo.total_episodes"
         )
     sizes = PPOSizes(world_size, cfg.per_device_train_batch_size, local_mini, local_batch, batch, num_updates)
     assert sizes.local_batch_size % sizes.local_mini_batch_size == 0
@@ -192,6 +208,19 @@ def build_value_model(policy: PreTrainedModel, reward_model_dir: str | Path | No
     if model.config.pad_token_id is None:
         model.config.pad_token_id = policy.config.pad_token_id
     return model
+
+
+def lr_multipliers(cfg: PPOConfig, num_updates: int) -> list[Callable[[int], float]]:
+    """LR multipliers (policy, value) after k finished updates. The policy's is 0 during the critic warm-up and
+    its linear decay runs over the updates after it; the value model's decays over all updates."""
+    warmup = cfg.critic_warmup_updates
+
+    def linear(k: int, start: int) -> float:
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        return max(0.0, 1.0 - (k - start) / (num_updates - start))
+
+    return [lambda k: 0.0 if k < warmup else linear(k, warmup), lambda k: linear(k, 0)]
 
 
 def _value_head(model: PreTrainedModel) -> nn.Module:
@@ -348,10 +377,13 @@ def train_ppo(
         policy = _apply_lora(policy, cfg.lora)
     model = PolicyAndValue(policy, value_model)
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        [{"params": [p for p in model.policy.parameters() if p.requires_grad], "lr": cfg.learning_rate},
+         {"params": [p for p in model.value_model.parameters() if p.requires_grad],
+          "lr": cfg.value_learning_rate or cfg.learning_rate}],
+        eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
     )
-    decay = (lambda k: max(0.0, 1.0 - k / sizes.num_updates)) if cfg.lr_schedule == "linear" else (lambda k: 1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, decay)  # stepped once per update, not per optimizer step
+    # One LR multiplier per group (policy, value), stepped once per update, not per optimizer step.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multipliers(cfg, sizes.num_updates))
     model, optimizer = accelerator.prepare(model, optimizer)
     ref_policy.to(accelerator.device)
     kl_ctl = KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
@@ -433,8 +465,10 @@ def train_ppo(
         advantages, returns = compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
         advantages = masked_whiten(advantages, mask) * mask
 
-        # 8. PPO epochs over minibatches; accelerate steps the optimizer every grad_accum micro-batches
+        # 8. PPO epochs over minibatches; accelerate steps the optimizer every grad_accum micro-batches.
+        #    During the critic warm-up the policy loss is weighted 0 (kept in the graph so DDP sees every parameter).
         t0 = time.perf_counter()
+        pg_weight = 0.0 if update <= cfg.critic_warmup_updates else 1.0
         unwrapped.train()
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "approxkl", "ratio", "vf_clipfrac", "vpred", "entropy")}
         for _ in range(cfg.num_ppo_epochs):
@@ -447,7 +481,7 @@ def train_ppo(
                         new_logprobs = logprobs_from_logits(logits, response_ids[i])  # [b, R]
                         pg_loss, pg_stats = clipped_policy_loss(new_logprobs, old_logprobs[i], advantages[i], mask[i], cfg.cliprange)
                         vf_loss, vf_stats = clipped_value_loss(vpred, values[i], returns[i], mask[i], cfg.cliprange_value)
-                        loss = pg_loss + cfg.vf_coef * vf_loss
+                        loss = pg_weight * pg_loss + cfg.vf_coef * vf_loss
                         if not torch.isfinite(loss):
                             raise PPODivergedError(
                                 f"ppo update {update}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()})",
@@ -492,6 +526,7 @@ def train_ppo(
             "ppo/val/explained_variance": avg(explained_variance(values, returns, mask)),
             "ppo/returns_mean": avg(masked_mean(returns, mask)),
             "ppo/lr": scheduler.get_last_lr()[0],
+            "ppo/value_lr": scheduler.get_last_lr()[1],
             "time/generate": time_generate,
             "time/score": time_score,
             "time/forward": time_forward,

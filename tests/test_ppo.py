@@ -13,7 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2ForSequenceClassification
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.ppo import PPOConfig, PPODivergedError, LoraSpec, build_value_model, derive_sizes, latest_checkpoint, train_ppo
+from policy.ppo import (
+    LoraSpec, PPOConfig, PPODivergedError, build_value_model, derive_sizes, latest_checkpoint, lr_multipliers, train_ppo,
+)
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
 
@@ -163,3 +165,33 @@ def test_derived_sizes_and_errors() -> None:
         derive_sizes(PPOConfig(total_episodes=10, per_device_train_batch_size=16), world_size=1)
     with pytest.raises(ValueError, match="extra"):
         PPOConfig(kl_coeff=0.1)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="critic_warmup_updates=2 leaves no policy update out of 2"):
+        derive_sizes(PPOConfig(total_episodes=32, per_device_train_batch_size=16, critic_warmup_updates=2), world_size=1)
+
+
+def test_lr_multipliers_with_critic_warmup() -> None:
+    policy, value = lr_multipliers(PPOConfig(critic_warmup_updates=2), num_updates=6)
+    assert [policy(k) for k in range(6)] == pytest.approx([0, 0, 1, 0.75, 0.5, 0.25])
+    assert [value(k) for k in range(6)] == pytest.approx([1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6])
+    policy, value = lr_multipliers(PPOConfig(critic_warmup_updates=1, lr_schedule="constant"), num_updates=3)
+    assert [policy(k) for k in range(3)] == [0, 1, 1] and [value(k) for k in range(3)] == [1, 1, 1]
+
+
+def test_critic_warmup_trains_only_the_value_model(tokenizer, prompts, tmp_path: Path) -> None:
+    """During the warm-up the policy is not stepped (its logged LR is 0) while the critic is, at its own rate."""
+    policy, ref, value = make_models(tokenizer)
+    policy_init = {k: v.clone() for k, v in policy.state_dict().items()}
+    value_init = {k: v.clone() for k, v in value.state_dict().items()}
+    seen: dict[int, tuple[bool, bool]] = {}
+
+    def check(metrics: dict, step: int) -> None:
+        policy_moved = any(not torch.equal(policy_init[k], v) for k, v in policy.state_dict().items())
+        value_moved = any(not torch.equal(value_init[k], v) for k, v in value.state_dict().items())
+        seen[step] = (policy_moved, value_moved)
+
+    cfg = small_cfg(total_episodes=16 * 3, critic_warmup_updates=2, value_learning_rate=5e-2, num_ppo_epochs=2)
+    result = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path, log=check)
+    assert seen == {1: (False, True), 2: (False, True), 3: (True, True)}
+    assert [m["ppo/lr"] for m in result.history] == [0.0, 0.0, pytest.approx(1e-2)]
+    assert [m["ppo/value_lr"] for m in result.history] == pytest.approx([5e-2, 5e-2 * 2 / 3, 5e-2 / 3])
+    assert result.history[0]["objective/kl"] == 0.0 and result.history[2]["objective/kl"] == 0.0  # policy == ref until update 3

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.stages import run_stage
-from pipelines.stages.rl import list_snapshots, PolicySnapshots
+from pipelines.stages.rl import critic_init_dir, list_snapshots, PolicySnapshots
 import pipelines.stages.all  # noqa: F401  (registers the stages)
 from policy.evaluate import ROW_KEYS
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
@@ -89,6 +89,7 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     metrics = run_stage("ppo", cfg)
     ppo = run_root / "ppo"
     assert metrics["ppo/updates"] == 4 and (ppo / "DONE.json").is_file()
+    assert metrics["ppo/critic_from_rm"] is True  # same tokenizer: the critic starts as the reward model
     # Snapshots at updates 2 and 4 (the last), in the ordinary HF layout; the last equals the final policy.
     assert [s for s, _ in list_snapshots(ppo)] == [2, 4]
     last = AutoModelForCausalLM.from_pretrained(list_snapshots(ppo)[-1][1])
@@ -158,6 +159,14 @@ def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
         snap(step)
     assert [s for s, _ in list_snapshots(tmp_path)] == [3, 6, 7]
     assert not list((tmp_path / "snapshots").glob("*.tmp"))
+
+
+def test_critic_init_choice(tmp_path: Path) -> None:
+    assert critic_init_dir("reward_model", tmp_path, same_vocab=True) == tmp_path
+    assert critic_init_dir("reward_model", tmp_path, same_vocab=False) is None  # other tokens: from the policy
+    assert critic_init_dir("policy", tmp_path, same_vocab=True) is None
+    with pytest.raises(ValueError, match="rl.critic_init"):
+        ExperimentConfig.model_validate({"rl": {"critic_init": "rm"}})
 
 
 def test_eval_policy_needs_ppo(tmp_path: Path) -> None:

@@ -127,6 +127,17 @@ def list_snapshots(ppo_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def critic_init_dir(choice: str, rm_dir: Path, same_vocab: bool) -> Path | None:
+    """Directory the value model starts from (`rl.critic_init`), or None for the policy with a zero head. A reward
+    model reading other tokens cannot be a critic over the policy's tokens, so it falls back to the policy."""
+    if choice == "policy":
+        return None
+    if not same_vocab:
+        print("[ppo] the reward model's tokenizer differs from the policy's: value model starts from the policy")
+        return None
+    return rm_dir
+
+
 def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
                   prompts: datasets.Dataset) -> dict:
     """PPO with the same settings against the gold score instead of the reward model (simulated world only:
@@ -165,10 +176,9 @@ def ppo_stage(ctx: Context) -> dict:
     tokenizer = load_tokenizer(sft_dir)
     policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
-    critic_from_rm = _same_vocab(tokenizer, scorer.tokenizer)
-    if not critic_from_rm:
-        print("[ppo] the reward model's tokenizer differs from the policy's: value model starts from the policy")
-    value_model = build_value_model(policy, rm_dir if critic_from_rm else None)
+    critic_dir = critic_init_dir(cfg.rl.critic_init, rm_dir, _same_vocab(tokenizer, scorer.tokenizer))
+    critic_from_rm = critic_dir is not None
+    value_model = build_value_model(policy, critic_dir)
     rows = datasets.load_from_disk(str(data_dir / "sft"))["train"]
     prompts = rows.select_columns(["prompt", "post_text"])
     gold_fn = batch_gold if _sim(ctx) else None
@@ -207,7 +217,7 @@ def ppo_stage(ctx: Context) -> dict:
                "time/ppo_train_seconds": ppo_seconds}
 
     if cfg.rl.gold_control:
-        metrics.update(_gold_control(ctx, sft_dir, tokenizer, rm_dir if critic_from_rm else None, prompts))
+        metrics.update(_gold_control(ctx, sft_dir, tokenizer, critic_dir, prompts))
 
     # Critic-free baselines from the same SFT policy, prompts and reward (skipped when already trained).
     for base in cfg.rl.baselines:
