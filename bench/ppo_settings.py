@@ -63,7 +63,7 @@ def main() -> None:
         print(f"skipped: {args.run} lacks finished build-data/sft/train-reward stages (make demo first)")
         return
     torch.set_num_threads(args.threads)
-    quick = ["ppo.total_episodes=32", "ppo.per_device_train_batch_size=16", "eval_policy.max_prompts=16"]
+    quick = ["ppo.total_episodes=32", "eval_policy.max_prompts=16"]
     cfg = configio.load(ExperimentConfig, args.config, (quick if args.quick else []) + args.overrides)
     if cfg.scrape.source != "sim":
         raise SystemExit(f"{args.config}: scrape.source is {cfg.scrape.source!r}; gold exists only in the simulated world (sim)")
