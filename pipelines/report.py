@@ -273,6 +273,17 @@ def _on_policy_lines(r: RunReader) -> list[str]:
     return lines
 
 
+def _gold_parts_lines(r: RunReader) -> list[str]:
+    """eval-policy's gold_parts.json (simulated world): what each method changes in its TL;DRs."""
+    parts = _read_json(r.root / "eval-policy" / "gold_parts.json")
+    if not parts:
+        return []
+    feats = list(next(iter(parts.values())))
+    lines = ["**What each method changes in the text**: the mean per response of gold's parts (coverage of the "
+             "post's facts, precision, facts the post lacks, facts stated, words).", ""]
+    return lines + _table(["method", *feats], [[method, *[v.get(f) for f in feats]] for method, v in parts.items()])
+
+
 def _policy_section(r: RunReader) -> list[str]:
     lines = ["## 3. Policies: SFT, PPO, best-of-n, RLOO/GRPO, goal tokens and input steering", ""]
     sft = r.metrics("sft")
@@ -302,6 +313,7 @@ def _policy_section(r: RunReader) -> list[str]:
         lines += _table(cols, rows)
     lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"))
     lines += _on_policy_lines(r)
+    lines += _gold_parts_lines(r)
     for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
                          ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):
         if (r.root / png).is_file():

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -15,9 +16,9 @@ from transformers import AutoModelForCausalLM
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.stages import run_stage
-from pipelines.stages.rl import critic_init_dir, list_snapshots, PolicySnapshots
+from pipelines.stages.rl import critic_init_dir, gold_parts, list_snapshots, PolicySnapshots
 import pipelines.stages.all  # noqa: F401  (registers the stages)
-from policy.evaluate import ROW_KEYS
+from policy.evaluate import ROW_KEYS, HeldOut, Responses
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from reward_model.model import build_reward_model
 from reward_model.scoring import RewardFileConfig
@@ -148,6 +149,10 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert ppo_gain["mean"] == pytest.approx(by["PPO step 4"]["gold"] - by["SFT"]["gold"])
     assert ppo_gain["lo"] <= ppo_gain["mean"] <= ppo_gain["hi"]
     assert metrics["eval/ppo_step_4/vs_sft/gold_win_mean"] == vs_sft["PPO step 4"]["gold_win"]["mean"]
+    # What each method changes in the text: gold's parts per method; best-of-1 is the SFT pool, uniformly.
+    parts = json.loads((out / "gold_parts.json").read_text())
+    assert set(parts) == set(methods) - {"reference TL;DR"}
+    assert parts["best-of-1"] == pytest.approx(parts["SFT"]) and set(parts["SFT"]) == set(check["corr_gold"])
 
 
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
@@ -159,6 +164,21 @@ def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
         snap(step)
     assert [s for s, _ in list_snapshots(tmp_path)] == [3, 6, 7]
     assert not list((tmp_path / "snapshots").glob("*.tmp"))
+
+
+def test_gold_parts_by_hand() -> None:
+    """Two prompts x two samples; the post's facts are boyfriend, crashed, car and 300."""
+    post = "My boyfriend crashed my car and it cost $300."
+    held = HeldOut(["p1", "p2"], [post, post], ["r", "r"], np.zeros(2), np.zeros(2))
+    texts = [" my boyfriend crashed my car", " my car cost 300 dollars", " my sister hates me", " boyfriend"]
+    res = Responses(texts, np.ones(4), np.ones(4, bool), np.zeros(4), np.zeros(4), 0.0, per_prompt=2)
+    uniform = gold_parts(res, held)
+    assert uniform["n_words"] == pytest.approx((5 + 4 + 4 + 1) / 4)  # "300" is a fact, not a word
+    assert uniform["n_summary_facts"] == pytest.approx((3 + 2 + 1 + 1) / 4)  # sister: a fact the post lacks
+    assert uniform["n_hallucinated"] == pytest.approx(1 / 4)
+    picked = gold_parts(res, held, weights=np.array([[1.0, 0.0], [0.0, 1.0]]))  # sample 0, then sample 1
+    assert picked["n_words"] == pytest.approx((5 + 1) / 2) and picked["n_hallucinated"] == 0.0
+    assert picked["coverage"] == pytest.approx((0.75 + 0.25) / 2)
 
 
 def test_critic_init_choice(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ from policy.evaluate import (
     sample_responses,
     settings,
     slug,
+    weighted_per_prompt,
     weights_changed,
 )
 from policy.models import load_causal_lm, load_tokenizer
@@ -276,13 +277,18 @@ def _baseline_compute(name: str, info: dict) -> str:
 ON_POLICY_FEATURES = ("coverage", "precision", "n_hallucinated", "n_summary_facts", "n_words")
 
 
+def gold_part_grids(res: Responses, held: HeldOut) -> dict[str, np.ndarray]:
+    """[B, S] grid of each of gold's parts (`ON_POLICY_FEATURES`) over the responses (simulated world)."""
+    rows = [i for i in range(len(held)) for _ in range(res.per_prompt)]
+    parts = [gold_components(held.post_texts[i], t) for i, t in zip(rows, res.texts)]
+    return {f: res.grid(np.array([c[f] for c in parts], float)) for f in ON_POLICY_FEATURES}
+
+
 def on_policy_reward_check(pool: Responses, held: HeldOut) -> dict:
     """Simulated world: how the reward model orders the SFT policy's own samples (the only texts PPO and
     best-of-n ask it about) compared with gold, and which parts of gold its score follows within a prompt."""
     rm, gold = pool.grid(pool.rm), pool.grid(pool.gold)
-    rows = [i for i in range(len(held)) for _ in range(pool.per_prompt)]
-    parts = [gold_components(held.post_texts[i], t) for i, t in zip(rows, pool.texts)]
-    features = {f: pool.grid(np.array([c[f] for c in parts])) for f in ON_POLICY_FEATURES}
+    features = gold_part_grids(pool, held)
     return {
         "samples_per_prompt": pool.per_prompt,
         "agreement": on_policy_agreement(rm, gold),
@@ -290,6 +296,13 @@ def on_policy_reward_check(pool: Responses, held: HeldOut) -> dict:
         "corr_gold": {f: within_prompt_correlation(gold, v) for f, v in features.items()},
         "mean": {f: float(v.mean()) for f, v in features.items()},
     }
+
+
+def gold_parts(res: Responses, held: HeldOut, weights: np.ndarray | None = None) -> dict[str, float]:
+    """Simulated world: the mean of each of gold's parts (`ON_POLICY_FEATURES`) over a method's responses,
+    weighted like its gold (best-of-n weights its pool): what the method changes in the text, not just how
+    much gold it gets."""
+    return {f: float(weighted_per_prompt(grid, weights).mean()) for f, grid in gold_part_grids(res, held).items()}
 
 
 def compare_with_sft(per_prompt: dict[str, dict[str, np.ndarray]], seed: int) -> dict[str, dict]:
@@ -335,10 +348,13 @@ def eval_policy_stage(ctx: Context) -> dict:
     shown: dict[str, list[str]] = {}  # method -> response to each of the first prompts (samples table)
     per_prompt: dict[str, dict[str, np.ndarray]] = {}  # method -> [B] gold win / gold (paired comparison)
 
+    parts: dict[str, dict[str, float]] = {}  # method -> mean of each part of gold (simulated world)
+
     def keep(method: str, res: Responses, weights: np.ndarray | None = None) -> None:
         values = per_prompt_gold(res, held, weights)
         if values is not None:
             per_prompt[method] = values
+            parts[method] = gold_parts(res, held, weights)
 
     def show(method: str, texts: list[str], per_prompt: int) -> None:
         shown[method] = [texts[b * per_prompt] for b in range(min(ecfg.n_table_samples, len(held)))]
@@ -412,6 +428,8 @@ def eval_policy_stage(ctx: Context) -> dict:
     ctx.tracker.table("eval/samples", ["prompt_index", "prompt", "reference", "method", "response"], sample_rows)
     print(f"\n[eval-policy] {len(held)} held-out prompts; win rates vs the reference TL;DR, 95% Wilson CIs\n"
           f"{format_rows(table)}")
+    if parts:
+        (ctx.out / "gold_parts.json").write_text(json.dumps(parts, indent=1))
     vs_sft = compare_with_sft(per_prompt, ecfg.seed)
     if vs_sft:
         (ctx.out / "vs_sft.json").write_text(json.dumps(vs_sft, indent=1))
