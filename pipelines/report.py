@@ -250,7 +250,24 @@ def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None) ->
         lines.append(f"- PPO with the same settings against the gold score itself: gold {_fmt(control.get('gold'))}, "
                      f"win rate {_win_text(control)}, KL {_fmt(control.get('kl'))}: what these PPO settings can do "
                      "with a perfect reward.")
+        lines += _bottleneck_lines((vs_sft or {}).get(last["method"]), (vs_sft or {}).get("PPO on gold (control)"))
     return lines + paired[1:] + [""]
+
+
+def _bottleneck_lines(ppo: dict | None, control: dict | None) -> list[str]:
+    """Optimizer or reward model? From the paired gold gains over SFT of PPO on the reward model and of the
+    gold-reward control (both from vs_sft.json); nothing when either is missing."""
+    if not ppo or not control:
+        return []
+    p, c = ppo["gold"], control["gold"]
+    head = f"- Paired gold gain over SFT: PPO on gold {_gain_text(c)}, PPO on the reward model {_gain_text(p)}. "
+    if c["lo"] > 0 and p["lo"] <= 0:
+        return [head + "These PPO settings raise gold when gold is the reward and not through the reward model: "
+                "the limit is what the reward model rewards (the on-policy check below), not the optimizer."]
+    if c["lo"] <= 0:
+        return [head + "Even the gold reward does not raise gold clearly at these settings: the optimizer or its "
+                "budget is a limit before the reward model is."]
+    return [head + "Both raise gold clearly."]
 
 
 def _on_policy_lines(r: RunReader) -> list[str]:
