@@ -347,7 +347,6 @@ def eval_policy_stage(ctx: Context) -> dict:
     table: list[dict] = [reference_row(held, tokenizer)]
     shown: dict[str, list[str]] = {}  # method -> response to each of the first prompts (samples table)
     per_prompt: dict[str, dict[str, np.ndarray]] = {}  # method -> [B] gold win / gold (paired comparison)
-
     parts: dict[str, dict[str, float]] = {}  # method -> mean of each part of gold (simulated world)
 
     def keep(method: str, res: Responses, weights: np.ndarray | None = None) -> None:
@@ -430,6 +429,8 @@ def eval_policy_stage(ctx: Context) -> dict:
           f"{format_rows(table)}")
     if parts:
         (ctx.out / "gold_parts.json").write_text(json.dumps(parts, indent=1))
+        ctx.tracker.table("eval/gold_parts", ["method", *ON_POLICY_FEATURES],
+                          [[method, *[v[f] for f in ON_POLICY_FEATURES]] for method, v in parts.items()])
     vs_sft = compare_with_sft(per_prompt, ecfg.seed)
     if vs_sft:
         (ctx.out / "vs_sft.json").write_text(json.dumps(vs_sft, indent=1))
