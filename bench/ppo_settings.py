@@ -28,21 +28,11 @@ import torch
 from data.sim.gold import gold_score
 from pipelines import configio
 from pipelines.config import ExperimentConfig
-from pipelines.stages.rl import batch_gold, critic_init_dir
-from policy.evaluate import HeldOut, paired_gain, per_prompt_gold, sample_responses, settings
+from pipelines.stages.rl import batch_gold, critic_init_dir, load_held_out, same_vocab
+from policy.evaluate import paired_gain, per_prompt_gold, sample_responses, settings
 from policy.models import load_causal_lm, load_tokenizer
 from policy.ppo import build_value_model, train_ppo
 from reward_model.scoring import RewardScorer
-
-
-def held_out(run: Path, cfg: ExperimentConfig, scorer: RewardScorer) -> HeldOut:
-    """The same prompts eval-policy uses (split, seeded shuffle, max_prompts)."""
-    ecfg = cfg.eval_policy
-    rows = datasets.load_from_disk(str(run / "build-data" / "sft"))[ecfg.split]
-    rows = rows.shuffle(seed=ecfg.seed).select(range(min(ecfg.max_prompts, len(rows))))
-    prompts, posts, refs = list(rows["prompt"]), list(rows["post_text"]), list(rows["completion"])
-    ref_gold = np.array([gold_score(p, r) for p, r in zip(posts, refs)])
-    return HeldOut(prompts, posts, refs, scorer.score(prompts, refs).double().numpy(), ref_gold)
 
 
 def main() -> None:
@@ -76,7 +66,7 @@ def main() -> None:
     tokenizer, sft = load_tokenizer(sft_dir), load_causal_lm(sft_dir)
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
     ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
-    held = held_out(args.run, cfg, scorer)
+    held = load_held_out(args.run / "build-data", cfg.eval_policy, scorer, with_gold=True)  # eval-policy's prompts
 
     # SFT once per run and eval settings: its per-prompt gold is the baseline every setting is paired with.
     cache = args.run / "eval-policy" / f"sft_per_prompt_gold_n{len(held)}_s{ecfg.samples_per_prompt}_seed{ecfg.seed}.npz"
@@ -90,7 +80,7 @@ def main() -> None:
         np.savez(cache, **base)
 
     policy, ref = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
-    value = build_value_model(policy, critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab=True))
+    value = build_value_model(policy, critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab(tokenizer, scorer.tokenizer)))
     prompts = datasets.load_from_disk(str(args.run / "build-data" / "sft"))["train"].select_columns(["prompt", "post_text"])
     reward = batch_gold if args.reward == "gold" else scorer
     started = time.time()

@@ -35,6 +35,7 @@ from data.sim.gold import gold_components, gold_score
 from pipelines.stages import Context, register
 from policy.evaluate import (
     ROW_KEYS,
+    EvalPolicyConfig,
     HeldOut,
     Responses,
     best_of_n_rows,
@@ -72,7 +73,8 @@ def batch_gold(post_texts: list[str], responses: list[str]) -> torch.Tensor:
     return torch.tensor([gold_score(p, r) for p, r in zip(post_texts, responses)], dtype=torch.float32)
 
 
-def _same_vocab(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+def same_vocab(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    """Whether two tokenizers map the same strings to the same ids (a reward model can then be the critic)."""
     return a.get_vocab() == b.get_vocab()
 
 
@@ -177,7 +179,7 @@ def ppo_stage(ctx: Context) -> dict:
     tokenizer = load_tokenizer(sft_dir)
     policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
-    critic_dir = critic_init_dir(cfg.rl.critic_init, rm_dir, _same_vocab(tokenizer, scorer.tokenizer))
+    critic_dir = critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab(tokenizer, scorer.tokenizer))
     critic_from_rm = critic_dir is not None
     value_model = build_value_model(policy, critic_dir)
     rows = datasets.load_from_disk(str(data_dir / "sft"))["train"]
@@ -252,9 +254,14 @@ def _stage_seconds(ctx: Context, stage: str) -> float:
 
 
 def held_out(ctx: Context, scorer: RewardScorer) -> HeldOut:
-    """The evaluated prompts: up to `max_prompts` rows of the SFT split, a seeded choice; references scored."""
-    ecfg = ctx.cfg.eval_policy
-    splits = datasets.load_from_disk(str(ctx.stage_path("build-data") / "sft"))
+    """The evaluated prompts of this run (`load_held_out` on its build-data stage)."""
+    return load_held_out(ctx.stage_path("build-data"), ctx.cfg.eval_policy, scorer, with_gold=_sim(ctx))
+
+
+def load_held_out(data_dir: Path, ecfg: EvalPolicyConfig, scorer: RewardScorer, with_gold: bool) -> HeldOut:
+    """The evaluated prompts: up to `max_prompts` rows of the SFT split in `data_dir/sft`, a seeded choice;
+    references scored by the reward model (and by gold in the simulated world)."""
+    splits = datasets.load_from_disk(str(data_dir / "sft"))
     if ecfg.split not in splits:
         raise ValueError(f"eval_policy.split={ecfg.split!r}: build-data/sft has splits {list(splits)}")
     rows = splits[ecfg.split]
@@ -262,7 +269,7 @@ def held_out(ctx: Context, scorer: RewardScorer) -> HeldOut:
         raise ValueError(f"eval_policy.split={ecfg.split!r} of build-data/sft is empty: nothing to evaluate")
     rows = rows.shuffle(seed=ecfg.seed).select(range(min(ecfg.max_prompts, len(rows))))
     prompts, posts, refs = list(rows["prompt"]), list(rows["post_text"]), list(rows["completion"])
-    ref_gold = np.array([gold_score(p, r) for p, r in zip(posts, refs)]) if _sim(ctx) else None
+    ref_gold = np.array([gold_score(p, r) for p, r in zip(posts, refs)]) if with_gold else None
     return HeldOut(prompts, posts, refs, scorer.score(prompts, refs).double().numpy(), ref_gold)
 
 
