@@ -201,11 +201,14 @@ def train_reward_model(
     report_to: list[str] | None = None,
     reference: Dataset | None = None,
     log: LogFn | None = None,
+    tldrs: Dataset | None = None,
 ) -> RewardResult:
     """Train a reward model on `pairs["train"]` (curves on `pairs["validation"]`), save it to `out_dir`.
 
     `reference` holds SFT rows (`prompt`, `completion`): their completions set the normalization bias.
     Without it the bias is fit on the chosen responses of the validation pairs (a weaker stand-in).
+    `tldrs` (training SFT rows) are what grounding negatives are made from when
+    `cfg.grounding_negatives.source` asks for author TL;DRs.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +227,7 @@ def train_reward_model(
 
     # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
     train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)
-    train_pairs, grounding = add_grounding_negatives(train_pairs, cfg.grounding_negatives)
+    train_pairs, grounding = add_grounding_negatives(train_pairs, cfg.grounding_negatives, tldrs)
     train_ds, n_cut = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, cfg.use_margin, batching)
     eval_ds = None
     if "validation" in pairs and len(pairs["validation"]):

@@ -9,11 +9,15 @@ import pytest
 from datasets import Dataset
 
 from reward_model.grounding import (
+    INSERT_STRATEGY,
     STRATEGY,
     GroundingNegativesConfig,
     _Vocabulary,
     add_grounding_negatives,
+    clauses,
     corrupt,
+    insert_clause,
+    post_body,
 )
 
 POSTS = [
@@ -187,3 +191,112 @@ def test_negatives_do_not_depend_on_the_process_hash_seed():
                               text=True, check=True)
         outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     assert len(outputs[0]) == 80 and outputs[0] == outputs[1] == outputs[2]
+
+
+# ---- clause insertions -------------------------------------------------------------------------------------
+LONG_POSTS = [
+    "TITLE: Sister lost my ring\n\nPOST: My sister lost my ring at the beach, and it cost $900. "
+    "She says the lifeguard took it. What do I do?",
+    "TITLE: Boyfriend broke my phone\n\nPOST: My boyfriend broke my phone at the gym, then he bought pizza. "
+    "The screen is cracked. What do I do?",
+    "TITLE: Mom sold my guitar\n\nPOST: My mom sold my guitar at the mall, because the neighbors complained. "
+    "It was a birthday present. What do I do?",
+]
+
+
+def _content(text: str, vocab: _Vocabulary) -> set[str]:
+    return {w for w in re.findall(r"[a-z]+|\d+", text.lower()) if vocab.is_content(w)}
+
+
+def test_post_body_drops_the_prompt_scaffolding():
+    prompt = "SUBREDDIT: r/advice\n\nTITLE: Lost ring\n\nPOST: My sister lost it.\n\nTL;DR:"
+    assert post_body(prompt).split() == ["Lost", "ring", "My", "sister", "lost", "it."]
+
+
+def test_clauses_are_short_runs_with_a_content_word():
+    vocab = _vocab()
+    found = [c for c, _ in clauses(post_body(LONG_POSTS[0]), vocab, max_words=8)]
+    assert "My sister lost my ring at the beach" in found and "She says the lifeguard took it" in found
+    assert "What do I do" not in found  # function words only
+    assert all(2 <= len(c.split()) <= 8 for c in found)
+    assert not [c for c, _ in clauses("My sister lost my ring at the beach near the big old pier", vocab, 8)]
+
+
+@pytest.mark.parametrize("against", ["grounded", "original"])
+def test_insertion_adds_a_foreign_clause_that_only_the_rejected_side_has(against):
+    vocab = _vocab()
+    cfg = GroundingNegativesConfig(enabled=True, insert_against=against)
+    bodies = [post_body(p) for p in LONG_POSTS]
+    foreign = [c for b in bodies[1:] for c in clauses(b, vocab, 8)]
+    post_words = set(re.findall(r"[a-z]+|\d+", bodies[0].lower()))
+    for seed in range(20):
+        made = insert_clause(SUMMARIES[0], bodies[0], foreign, vocab, cfg, random.Random(seed))
+        assert made is not None
+        good, bad = made
+        added_bad = _content(bad, vocab) - _content(SUMMARIES[0], vocab)
+        assert added_bad and added_bad.isdisjoint(post_words), bad  # the rejected side gains unsupported words
+        if against == "original":
+            assert good == SUMMARIES[0]
+        else:
+            added_good = _content(good, vocab) - _content(SUMMARIES[0], vocab)
+            assert added_good and added_good <= post_words, good  # the chosen side gains the post's words
+        # One spot: both sides are the response with ", <clause>" put at the same character offset.
+        text = SUMMARIES[0]
+        spots = [at for at in range(1, len(text) + 1)
+                 if all(side.startswith(text[:at] + ", ") and side.endswith(text[at:]) for side in (good, bad)
+                        if side != text)]
+        assert spots, (good, bad)
+
+
+def test_insertion_is_skipped_when_every_foreign_clause_overlaps_the_post():
+    vocab = _vocab()
+    cfg = GroundingNegativesConfig(enabled=True)
+    body = post_body(LONG_POSTS[0])
+    assert insert_clause(SUMMARIES[0], body, clauses(body, vocab, 8), vocab, cfg, random.Random(0)) is None
+
+
+def test_add_negatives_makes_insertions_on_request():
+    rows = [{"pair_id": f"p{i}", "prompt": p + "\n\nTL;DR:", "chosen": s, "rejected": " lol", "strategy": "same_post",
+             "chosen_score": 50, "rejected_score": 3, "margin": 1.5}
+            for i, (p, s) in enumerate(zip(LONG_POSTS * 2, SUMMARIES[:3] * 2))]
+    pairs = Dataset.from_list(rows)
+    cfg = GroundingNegativesConfig(enabled=True, fraction=0.0, insert_fraction=1.0, max_doc_freq=0.5)
+    out, report = add_grounding_negatives(pairs, cfg)
+    ins = [r for r in out if r["strategy"] == INSERT_STRATEGY]
+    assert report.n_inserted == len(ins) == report.n_added == 6
+    assert not [r for r in out if r["strategy"] == STRATEGY]  # fraction 0: no swaps
+    for r in ins:
+        assert r["chosen_score"] == 0 and r["margin"] == 0.0 and "-i" in r["pair_id"]
+        assert len(r["rejected"]) > len(r["chosen"]) - 60 and r["rejected"] != r["chosen"]
+
+
+# ---- negatives made from author TL;DRs ---------------------------------------------------------------------
+def _tldr_rows() -> Dataset:
+    return Dataset.from_list([{"post_id": f"t{i}", "subreddit": "advice", "prompt": p + "\n\nTL;DR:",
+                               "completion": s, "post_text": p, "score": 10}
+                              for i, (p, s) in enumerate(zip(POSTS, SUMMARIES))])
+
+
+def test_tldr_source_makes_negatives_from_the_author_tldrs():
+    pairs = _pairs()
+    cfg = GroundingNegativesConfig(enabled=True, fraction=0.5, max_doc_freq=0.5, source="tldrs")
+    out, report = add_grounding_negatives(pairs, cfg, _tldr_rows())
+    syn = [r for r in out if r["strategy"] == STRATEGY]
+    assert report.n_added == len(syn) == 5
+    for r in syn:
+        i = SUMMARIES.index(r["chosen"])  # the chosen side is an author TL;DR, the prompt its own post
+        assert r["prompt"] == POSTS[i] + "\n\nTL;DR:" and r["pair_id"].startswith(f"tldr-t{i}-g")
+        assert r["chosen_score"] == 0 and r["margin"] == 0.0 and r["rejected"] != r["chosen"]
+
+
+def test_both_sources_draw_from_comments_and_tldrs():
+    pairs = _pairs().map(lambda r: {"chosen": r["chosen"].replace(" at ", " near ")})  # comments != TL;DRs
+    cfg = GroundingNegativesConfig(enabled=True, fraction=2.0, max_doc_freq=0.5, source="both")
+    out, _ = add_grounding_negatives(pairs, cfg, _tldr_rows())
+    chosen = {r["chosen"] for r in out if r["strategy"] == STRATEGY}
+    assert chosen & set(SUMMARIES) and chosen & set(pairs["chosen"])
+
+
+def test_tldr_source_without_tldrs_is_named():
+    with pytest.raises(ValueError, match=r"grounding_negatives.source='tldrs'.*TL;DR"):
+        add_grounding_negatives(_pairs(), GroundingNegativesConfig(enabled=True, source="tldrs"))

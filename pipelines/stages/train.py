@@ -114,7 +114,9 @@ def train_reward_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
     pairs = datasets.load_from_disk(str(data_dir / "pairs"))
-    reference = datasets.load_from_disk(str(data_dir / "sft"))["validation"]
+    sft_rows = datasets.load_from_disk(str(data_dir / "sft"))
+    reference = sft_rows["validation"]
+    tldrs = sft_rows["train"] if cfg.reward.grounding_negatives.source != "comments" else None
     if cfg.reward.model_name_or_path:
         source = cfg.reward.model_name_or_path
         tokenizer = load_tokenizer(source)
@@ -125,7 +127,7 @@ def train_reward_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-pairs", "dataset", data_dir / "pairs", use=True)
     result = train_reward_model(
         source, tokenizer, pairs, ctx.out / "model", cfg.reward, report_to=_report_to(ctx),
-        reference=reference, log=ctx.tracker.log,
+        reference=reference, log=ctx.tracker.log, tldrs=tldrs,
     )
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", ctx.out / "model")
     metrics = dict(result.metrics)  # already namespaced rm/train/..., rm/eval/...
@@ -134,7 +136,8 @@ def train_reward_stage(ctx: Context) -> dict:
                     "rm_train/shared_prompt": int(result.batching == "shared_prompt")})
     if result.grounding is not None and result.grounding.n_added:
         metrics.update({"rm_train/grounding_negatives": result.grounding.n_added,
-                        "rm_train/grounding_context_matched": result.grounding.context_matched})
+                        "rm_train/grounding_context_matched": result.grounding.context_matched,
+                        "rm_train/grounding_inserted": result.grounding.n_inserted})
     metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
     return metrics
 
