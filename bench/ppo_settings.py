@@ -28,7 +28,7 @@ import torch
 from data.sim.gold import gold_score
 from pipelines import configio
 from pipelines.config import ExperimentConfig
-from pipelines.stages.rl import batch_gold, critic_init_dir, load_held_out, same_vocab
+from pipelines.stages.rl import batch_gold, critic_init_dir, gold_parts, load_held_out, same_vocab
 from policy.evaluate import paired_gain, per_prompt_gold, sample_responses, settings
 from policy.models import load_causal_lm, load_tokenizer
 from policy.ppo import build_value_model, train_ppo
@@ -41,6 +41,8 @@ def main() -> None:
                         help="finished simulated-world run directory (build-data, sft, train-reward)")
     parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"), help="the run's config YAML")
     parser.add_argument("--reward", choices=["gold", "rm"], default="gold", help="what PPO optimizes")
+    parser.add_argument("--reward-model", type=Path, default=None,
+                        help="reward model directory for --reward rm (default: the run's train-reward/model)")
     parser.add_argument("--out", type=Path, default=Path("runs/ppo-settings/default"),
                         help="where this setting's PPO run goes (an interrupted run there resumes from its last "
                         "checkpoint; a finished one is printed again)")
@@ -62,7 +64,7 @@ def main() -> None:
     if (args.out / "settings_result.json").is_file():
         print((args.out / "settings_result.json").read_text())
         return
-    sft_dir, rm_dir = args.run / "sft" / "model", args.run / "train-reward" / "model"
+    sft_dir, rm_dir = args.run / "sft" / "model", args.reward_model or args.run / "train-reward" / "model"
     tokenizer, sft = load_tokenizer(sft_dir), load_causal_lm(sft_dir)
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
     ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
@@ -93,12 +95,14 @@ def main() -> None:
     late = result.history[len(result.history) // 2:]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     line = {
-        "reward": args.reward, "overrides": args.overrides, "commit": commit, "seed": cfg.ppo.seed,
+        "reward": args.reward, "reward_model": str(rm_dir) if args.reward == "rm" else None,
+        "overrides": args.overrides, "commit": commit, "seed": cfg.ppo.seed,
         "updates": result.num_updates, "train_seconds": round(seconds, 1),
         "kl_final": round(result.history[-1]["objective/kl"], 3),
         "explained_variance_2nd_half": round(float(np.mean([m["ppo/val/explained_variance"] for m in late])), 3),
         **{f"{key}_vs_sft": {k: round(v, 4) for k, v in paired_gain(values[key], base[key], seed=ecfg.seed).items()}
            for key in ("gold_win", "gold")},
+        "gold_parts": {k: round(v, 3) for k, v in gold_parts(res, held).items()},
     }
     (args.out / "settings_result.json").write_text(json.dumps(line, indent=1))
     print(json.dumps(line))

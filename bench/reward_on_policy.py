@@ -1,0 +1,133 @@
+"""Which reward model orders the policy's own samples as gold does? Side by side, several reward models on one
+pool of SFT samples from a finished simulated-world run: the only comparisons best-of-n and PPO ever ask for.
+
+    .venv/bin/python bench/reward_on_policy.py --run runs/demo --config configs/demo.yaml \
+        runs/demo/train-reward/model runs/insert/train-reward/model
+
+The SFT policy samples `--samples` responses for each of eval-policy's held-out prompts once (cached under
+`<run>/eval-policy/`, so every reward model sees the same texts). For each reward model it prints one row:
+its held-out vote accuracy and gap to the Bayes ceiling (from its stage's metrics.json), the on-policy
+agreement with gold (within-prompt pairs, 95% bootstrap over prompts), how its score follows gold's parts
+within a prompt (facts stated, facts the post lacks, precision, coverage), and the gold that best-of-n picks
+by it gain over a random sample (paired over prompts). Also written to `--out` as JSON. `--quick`: 16
+prompts x 4 samples, a smoke run. Skips with a message when the run has no finished stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.sim.gold import gold_score
+from pipelines import configio
+from pipelines.config import ExperimentConfig
+from pipelines.stages.rl import load_held_out, on_policy_reward_check
+from policy.evaluate import HeldOut, Responses, best_of_n_weights, paired_gain, sample_responses, score_responses, settings
+from policy.models import load_causal_lm, load_tokenizer
+from reward_model.scoring import RewardScorer
+
+FEATURES = ("n_summary_facts", "n_hallucinated", "precision", "coverage")
+
+
+def sft_pool(run: Path, cfg: ExperimentConfig, held: HeldOut, scorer: RewardScorer, samples: int) -> Responses:
+    """`samples` SFT responses per held-out prompt, sampled once per run and settings (cached as JSON)."""
+    ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
+    cache = run / "eval-policy" / f"sft_pool_n{len(held)}_s{samples}_seed{ecfg.seed}.json"
+    if cache.is_file():
+        texts = json.loads(cache.read_text())["texts"]
+        pool = Responses(texts, np.zeros(len(texts)), np.ones(len(texts), bool), np.zeros(len(texts)),
+                         np.zeros(len(texts)), 0.0, samples)
+        return pool
+    sft_dir = run / "sft" / "model"
+    tokenizer, sft = load_tokenizer(sft_dir), load_causal_lm(sft_dir)
+    torch.manual_seed(ecfg.seed)
+    pool = sample_responses(sft, sft, tokenizer, held, samples, ecfg, scorer, gold_score, desc=f"SFT x{samples}")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"texts": pool.texts}))
+    return pool
+
+
+def vote_metrics(rm_dir: Path) -> dict[str, float]:
+    """Held-out vote accuracy and gap to the Bayes ceiling from the reward stage's metrics.json, if any."""
+    path = rm_dir.parent / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    keys = {"vote_accuracy": "rm/accuracy", "gap_to_ceiling": "rm/gap_to_ceiling"}
+    return {name: metrics[key] for name, key in keys.items() if key in metrics}
+
+
+def best_of_n_gain(pool: Responses, n: int, seed: int) -> dict[str, float]:
+    """Gold of best-of-n by the reward model minus the gold of one random sample, paired over prompts."""
+    rm, gold = pool.grid(pool.rm), pool.grid(pool.gold)
+    picked = (best_of_n_weights(rm, n) * gold).sum(1)
+    return paired_gain(picked, gold.mean(1), seed=seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("reward_models", nargs="*", type=Path,
+                        help="reward model directories (default: the run's train-reward/model)")
+    parser.add_argument("--run", type=Path, default=Path("runs/demo"),
+                        help="finished simulated-world run directory (build-data, sft, train-reward)")
+    parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"), help="the run's config YAML")
+    parser.add_argument("--samples", type=int, default=8, help="SFT samples per held-out prompt")
+    parser.add_argument("--out", type=Path, default=Path("runs/reward-on-policy/result.json"), help="JSON result")
+    parser.add_argument("--quick", action="store_true", help="16 prompts x 4 samples (make bench smoke run)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    args = parser.parse_args()
+    needed = [args.run / stage / "DONE.json" for stage in ("build-data", "sft", "train-reward")]
+    if not all(path.is_file() for path in needed):
+        print(f"skipped: {args.run} lacks finished build-data/sft/train-reward stages (make demo first)")
+        return
+    torch.set_num_threads(args.threads)
+    cfg = configio.load(ExperimentConfig, args.config, ["eval_policy.max_prompts=16"] if args.quick else [])
+    if cfg.scrape.source != "sim":
+        raise SystemExit(f"{args.config}: scrape.source is {cfg.scrape.source!r}; gold exists only in the simulated world (sim)")
+    samples = 4 if args.quick else args.samples
+    if samples < 2:
+        raise SystemExit(f"--samples must be at least 2 (pairs within a prompt); got {samples}")
+    rm_dirs = args.reward_models or [args.run / "train-reward" / "model"]
+    missing = [str(d) for d in rm_dirs if not (d / "config.json").is_file()]
+    if missing:
+        raise SystemExit(f"not a reward model directory (no config.json): {missing}")
+
+    first = RewardScorer.from_pretrained(rm_dirs[0], batch_size=cfg.reward.scoring_batch_size)
+    held = load_held_out(args.run / "build-data", cfg.eval_policy, first, with_gold=True)
+    pool = sft_pool(args.run, cfg, held, first, samples)
+    rows_of = [i for i in range(len(held)) for _ in range(samples)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    results = []
+    for rm_dir in rm_dirs:
+        scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+        score_responses(pool, held, rows_of, scorer, gold_score)
+        check = on_policy_reward_check(pool, held)
+        results.append({
+            "reward_model": str(rm_dir), **vote_metrics(rm_dir), "on_policy": check["agreement"],
+            "corr_rm": {f: check["corr_rm"][f] for f in FEATURES},
+            "best_of_n_gold_gain": {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)},
+        })
+    corr_gold = {f: on_policy_reward_check(pool, held)["corr_gold"][f] for f in FEATURES}
+    out = {"commit": commit, "run": str(args.run), "prompts": len(held), "samples": samples,
+           "seed": cfg.eval_policy.seed, "corr_gold": corr_gold, "reward_models": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    short = {"n_summary_facts": "facts", "n_hallucinated": "wrong", "precision": "prec", "coverage": "cov"}
+    print(f"{len(held)} prompts x {samples} SFT samples, commit {commit}; within-prompt corr of gold: "
+          + " ".join(f"{short[f]} {v:+.2f}" for f, v in corr_gold.items()))
+    print(f"{'reward model':<44} {'votes':>6} {'gap':>6} {'on-policy [95% CI]':>22} "
+          + " ".join(f"{short[f]:>6}" for f in FEATURES) + f" {'bo2 gold':>9} {'bo' + str(samples) + ' gold':>9}")
+    for r in results:
+        a, bon = r["on_policy"], r["best_of_n_gold_gain"]
+        print(f"{r['reward_model'][-44:]:<44} {r.get('vote_accuracy', float('nan')):>6.3f} "
+              f"{r.get('gap_to_ceiling', float('nan')):>6.3f} "
+              f"{a['accuracy']:>8.3f} [{a['accuracy_ci_low']:.3f}, {a['accuracy_ci_high']:.3f}] "
+              + " ".join(f"{r['corr_rm'][f]:>+6.2f}" for f in FEATURES)
+              + f" {bon[2]['mean']:>+9.3f} {bon[samples]['mean']:>+9.3f}")
+
+
+if __name__ == "__main__":
+    main()
