@@ -38,11 +38,10 @@ def sft_pool(run: Path, cfg: ExperimentConfig, held: HeldOut, scorer: RewardScor
     """`samples` SFT responses per held-out prompt, sampled once per run and settings (cached as JSON)."""
     ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
     cache = run / "eval-policy" / f"sft_pool_n{len(held)}_s{samples}_seed{ecfg.seed}.json"
-    if cache.is_file():
+    if cache.is_file():  # only the texts are kept: every reward model (and gold) scores them afresh below
         texts = json.loads(cache.read_text())["texts"]
-        pool = Responses(texts, np.zeros(len(texts)), np.ones(len(texts), bool), np.zeros(len(texts)),
-                         np.zeros(len(texts)), 0.0, samples)
-        return pool
+        zeros = np.zeros(len(texts))
+        return Responses(texts, zeros, np.ones(len(texts), bool), zeros, zeros, 0.0, samples)
     sft_dir = run / "sft" / "model"
     tokenizer, sft = load_tokenizer(sft_dir), load_causal_lm(sft_dir)
     torch.manual_seed(ecfg.seed)

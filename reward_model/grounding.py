@@ -206,7 +206,7 @@ def insert_clause(
     rng: random.Random, tries: int = 20,
 ) -> tuple[str, str] | None:
     """(chosen, rejected): `response` with a clause of `foreign` that shares no content word with `post`
-    inserted after one of its clause ends, against the same response with a clause of `post` there
+    inserted where one of its clauses ends, against the same response with a clause of `post` there
     (`insert_against="grounded"`) or as it was ("original"); None when no clause fits."""
     body = response.rstrip()
     if not _words(body):

@@ -138,8 +138,10 @@ def test_unknown_option_is_named():
         ExperimentConfig.model_validate({"reward": {"grounding_negatives": {"n_swap": 2}}})
 
 
-def test_training_adds_negatives_to_the_train_split_only(tmp_path):
-    """train_reward_model trains on votes + negatives, while its curves stay on the untouched validation pairs."""
+@pytest.mark.parametrize("source", ["comments", "tldrs"])
+def test_training_adds_negatives_to_the_train_split_only(tmp_path, source):
+    """train_reward_model trains on votes + negatives (made from comments, or from the TL;DR rows it is
+    given), while its curves stay on the untouched validation pairs."""
     from datasets import DatasetDict
 
     from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
@@ -151,9 +153,10 @@ def test_training_adds_negatives_to_the_train_split_only(tmp_path):
     policy.save_pretrained(tmp_path / "policy")
     tok.save_pretrained(tmp_path / "policy")
     cfg = RewardStageConfig(max_steps=2, max_length=96, eval_steps=0, save_steps=100, n_reference=4,
-                            grounding_negatives={"enabled": True, "fraction": 1.0, "max_doc_freq": 0.5})
+                            grounding_negatives={"enabled": True, "fraction": 1.0, "max_doc_freq": 0.5,
+                                                 "source": source})
     res = train_reward_model(str(tmp_path / "policy"), tok, DatasetDict(train=pairs, validation=_pairs(1)),
-                             tmp_path / "rm", cfg, [])
+                             tmp_path / "rm", cfg, [], tldrs=_tldr_rows() if source == "tldrs" else None)
     assert res.grounding.n_added == len(pairs)
     assert res.n_train_pairs == 2 * len(pairs)
     assert res.n_eval_pairs == len(POSTS)  # validation pairs are never augmented
