@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -26,13 +25,15 @@ import numpy as np
 import torch
 
 from data.sim.gold import gold_score
-from pipelines import configio
-from pipelines.config import ExperimentConfig
+from pipelines.rundir import git_commit, load_finished_sim_run
 from pipelines.stages.rl import batch_gold, critic_init_dir, gold_parts, load_held_out, same_vocab
 from policy.evaluate import paired_gain, per_prompt_gold, sample_responses, settings
 from policy.models import load_causal_lm, load_tokenizer
 from policy.ppo import build_value_model, train_ppo
 from reward_model.scoring import RewardScorer
+
+
+STAGES = ("build-data", "sft", "train-reward")  # what this diagnostic reads from the run
 
 
 def main() -> None:
@@ -50,15 +51,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 lets two settings run side by side)")
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. ppo.num_ppo_epochs=4")
     args = parser.parse_args()
-    needed = [args.run / stage / "DONE.json" for stage in ("build-data", "sft", "train-reward")]
-    if not all(path.is_file() for path in needed):
-        print(f"skipped: {args.run} lacks finished build-data/sft/train-reward stages (make demo first)")
+    quick = ["ppo.total_episodes=32", "eval_policy.max_prompts=16"]
+    cfg = load_finished_sim_run(args.run, args.config, (quick if args.quick else []) + args.overrides, STAGES)
+    if cfg is None:
         return
     torch.set_num_threads(args.threads)
-    quick = ["ppo.total_episodes=32", "eval_policy.max_prompts=16"]
-    cfg = configio.load(ExperimentConfig, args.config, (quick if args.quick else []) + args.overrides)
-    if cfg.scrape.source != "sim":
-        raise SystemExit(f"{args.config}: scrape.source is {cfg.scrape.source!r}; gold exists only in the simulated world (sim)")
     if args.quick:
         args.out = args.out.with_name(args.out.name + "-quick")
     if (args.out / "settings_result.json").is_file():
@@ -93,7 +90,7 @@ def main() -> None:
     res = sample_responses(policy, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_score, desc="PPO")
     values = per_prompt_gold(res, held)
     late = result.history[len(result.history) // 2:]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     line = {
         "reward": args.reward, "reward_model": str(rm_dir) if args.reward == "rm" else None,
         "overrides": args.overrides, "commit": commit, "seed": cfg.ppo.seed,

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from data.sim.gold import gold_score
-from pipelines import configio
 from pipelines.config import ExperimentConfig
+from pipelines.rundir import git_commit, load_finished_sim_run
 from pipelines.stages.rl import load_held_out, on_policy_reward_check
 from policy.evaluate import HeldOut, Responses, best_of_n_weights, paired_gain, sample_responses, score_responses, settings
 from policy.models import load_causal_lm, load_tokenizer
@@ -66,6 +65,9 @@ def best_of_n_gain(pool: Responses, n: int, seed: int) -> dict[str, float]:
     return paired_gain(picked, gold.mean(1), seed=seed)
 
 
+STAGES = ("build-data", "sft", "train-reward")  # what this diagnostic reads from the run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reward_models", nargs="*", type=Path,
@@ -78,14 +80,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 prompts x 4 samples (make bench smoke run)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
-    needed = [args.run / stage / "DONE.json" for stage in ("build-data", "sft", "train-reward")]
-    if not all(path.is_file() for path in needed):
-        print(f"skipped: {args.run} lacks finished build-data/sft/train-reward stages (make demo first)")
+    cfg = load_finished_sim_run(args.run, args.config, ["eval_policy.max_prompts=16"] if args.quick else [], STAGES)
+    if cfg is None:
         return
     torch.set_num_threads(args.threads)
-    cfg = configio.load(ExperimentConfig, args.config, ["eval_policy.max_prompts=16"] if args.quick else [])
-    if cfg.scrape.source != "sim":
-        raise SystemExit(f"{args.config}: scrape.source is {cfg.scrape.source!r}; gold exists only in the simulated world (sim)")
     samples = 4 if args.quick else args.samples
     if samples < 2:
         raise SystemExit(f"--samples must be at least 2 (pairs within a prompt); got {samples}")
@@ -98,7 +96,7 @@ def main() -> None:
     held = load_held_out(args.run / "build-data", cfg.eval_policy, first, with_gold=True)
     pool = sft_pool(args.run, cfg, held, first, samples)
     rows_of = [i for i in range(len(held)) for _ in range(samples)]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit()
     results = []
     for rm_dir in rm_dirs:
         scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)

@@ -15,9 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel
 
 from pipelines.tracking import scrub_secrets
+
+if TYPE_CHECKING:
+    from pipelines.config import ExperimentConfig
 
 
 def git_commit() -> str:
@@ -76,3 +81,21 @@ class StageDir:
     def metrics(self) -> dict:
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_finished_sim_run(
+    run: Path, config: Path, overrides: list[str], stages: tuple[str, ...]
+) -> "ExperimentConfig | None":
+    """The `ExperimentConfig` of a finished simulated-world run, for the diagnostics in bench/ that read one:
+    None (with a "skipped" line) when one of `stages` is not complete in `run`; SystemExit naming the config
+    when it is not the simulated world, the only one with gold."""
+    from pipelines import configio
+    from pipelines.config import ExperimentConfig
+
+    if not all(StageDir(run, stage).is_complete() for stage in stages):
+        print(f"skipped: {run} lacks finished {'/'.join(stages)} stages (make demo first)")
+        return None
+    cfg = configio.load(ExperimentConfig, config, overrides)
+    if cfg.scrape.source != "sim":
+        raise SystemExit(f"{config}: scrape.source is {cfg.scrape.source!r}; gold exists only in the simulated world (sim)")
+    return cfg

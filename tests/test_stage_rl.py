@@ -193,3 +193,23 @@ def test_eval_policy_needs_ppo(tmp_path: Path) -> None:
     root = tmp_path / "r"
     with pytest.raises(RuntimeError, match="needs the output of stage 'sft'"):
         run_stage("eval-policy", _cfg(root))
+
+
+def test_load_finished_sim_run(tmp_path: Path, capsys) -> None:
+    """bench/ diagnostics read a run only when its stages are complete and it is the simulated world."""
+    from pipelines.rundir import load_finished_sim_run
+
+    run, stages = tmp_path / "run", ("build-data", "sft")
+    sim, real = tmp_path / "sim.yaml", tmp_path / "real.yaml"
+    sim.write_text("scrape: {source: sim}\n")
+    real.write_text("scrape: {source: reddit}\n")
+    StageDir(run, "build-data").start(ExperimentConfig())
+    StageDir(run, "build-data").finish(1.0)
+    assert load_finished_sim_run(run, sim, [], stages) is None  # sft is missing
+    assert "skipped: " in capsys.readouterr().out
+    StageDir(run, "sft").start(ExperimentConfig())
+    StageDir(run, "sft").finish(1.0)
+    cfg = load_finished_sim_run(run, sim, ["eval_policy.max_prompts=3"], stages)
+    assert cfg is not None and cfg.eval_policy.max_prompts == 3
+    with pytest.raises(SystemExit, match="scrape.source is 'reddit'"):
+        load_finished_sim_run(run, real, [], stages)
