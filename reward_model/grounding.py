@@ -202,12 +202,12 @@ def _as_inserted(clause: str) -> str:
 
 
 def insert_clause(
-    response: str, post: str, foreign: list[Clause], vocab: _Vocabulary, cfg: GroundingNegativesConfig,
+    response: str, post: str, own: list[Clause], foreign: list[Clause], cfg: GroundingNegativesConfig,
     rng: random.Random, tries: int = 20,
 ) -> tuple[str, str] | None:
     """(chosen, rejected): `response` with a clause of `foreign` that shares no content word with `post`
-    inserted where one of its clauses ends, against the same response with a clause of `post` there
-    (`insert_against="grounded"`) or as it was ("original"); None when no clause fits."""
+    inserted where one of its clauses ends, against the same response with one of `own` (the clauses of
+    `post`) there (`insert_against="grounded"`) or as it was ("original"); None when no clause fits."""
     body = response.rstrip()
     if not _words(body):
         return None
@@ -223,10 +223,10 @@ def insert_clause(
         return None
     good = None
     if cfg.insert_against == "grounded":
-        own = [c for c in clauses(post, vocab, cfg.max_clause_words) if not c[1] <= response_words]
-        if not own:
+        fresh = [c for c in own if not c[1] <= response_words]
+        if not fresh:
             return None
-        good = own[rng.randrange(len(own))][0]
+        good = fresh[rng.randrange(len(fresh))][0]
     # A spot: just before a punctuation mark that ends a clause of the response, or at its end.
     spots = [m.start() for m in _BOUNDARY.finditer(body) if m.start() > 0] + [len(body)]
     at = spots[rng.randrange(len(spots))]
@@ -271,6 +271,7 @@ class _Bases:
     prompts: list[str]
     responses: list[str]
     rows: list[dict]
+    n_comments: int = 0  # the first n_comments bases are vote-pair comments, the rest author TL;DRs
 
 
 def _bases(pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None) -> _Bases:
@@ -280,6 +281,7 @@ def _bases(pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None)
         out.prompts += list(pairs["prompt"])
         out.responses += list(pairs["chosen"])
         out.rows += [dict(r) for r in pairs]
+        out.n_comments = len(pairs)
     if cfg.source in ("tldrs", "both"):
         if tldrs is None or not len(tldrs):
             raise ValueError(f"reward.grounding_negatives.source={cfg.source!r} needs the training posts' author "
@@ -319,9 +321,9 @@ def add_grounding_negatives(
     if missing:
         raise ValueError(f"reward.grounding_negatives needs pair columns {missing}; have {pairs.column_names}")
     bases = _bases(pairs, cfg, tldrs)
-    from_tldrs = len(pairs) if cfg.source == "both" else 0 if cfg.source == "tldrs" else len(bases.prompts)
-    vocab = _Vocabulary(list(pairs["prompt"]) + bases.prompts[from_tldrs:],
-                        list(pairs["chosen"]) + list(pairs["rejected"]) + bases.responses[from_tldrs:], cfg)
+    tldr = slice(bases.n_comments, None)  # the vote pairs' texts are always in the vocabulary; TL;DRs when used
+    vocab = _Vocabulary(list(pairs["prompt"]) + bases.prompts[tldr],
+                        list(pairs["chosen"]) + list(pairs["rejected"]) + bases.responses[tldr], cfg)
     rng = random.Random(cfg.seed)
     order = list(range(len(bases.responses)))
     rng.shuffle(order)
@@ -355,7 +357,8 @@ def _add_insertions(
     if want == 0:
         return 0
     bodies = {p: post_body(p) for p in dict.fromkeys(bases.prompts)}
-    foreign = list(dict.fromkeys(c for body in bodies.values() for c in clauses(body, vocab, cfg.max_clause_words)))
+    own = {body: clauses(body, vocab, cfg.max_clause_words) for body in dict.fromkeys(bodies.values())}
+    foreign = list(dict.fromkeys(c for body_clauses in own.values() for c in body_clauses))
     if not foreign:
         return 0
     rng = random.Random(cfg.seed + 1)
@@ -364,7 +367,8 @@ def _add_insertions(
         for i in order:
             if made >= want:
                 return made
-            pair = insert_clause(bases.responses[i], bodies[bases.prompts[i]], foreign, vocab, cfg, rng)
+            body = bodies[bases.prompts[i]]
+            pair = insert_clause(bases.responses[i], body, own[body], foreign, cfg, rng)
             if pair is None:
                 continue
             rows.append(_synthetic_row(bases.rows[i], pair[0], pair[1], INSERT_STRATEGY, f"i{rep}", cfg.margin))

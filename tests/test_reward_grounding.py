@@ -233,7 +233,7 @@ def test_insertion_adds_a_foreign_clause_that_only_the_rejected_side_has(against
     foreign = [c for b in bodies[1:] for c in clauses(b, vocab, 8)]
     post_words = set(re.findall(r"[a-z]+|\d+", bodies[0].lower()))
     for seed in range(20):
-        made = insert_clause(SUMMARIES[0], bodies[0], foreign, vocab, cfg, random.Random(seed))
+        made = insert_clause(SUMMARIES[0], bodies[0], clauses(bodies[0], vocab, 8), foreign, cfg, random.Random(seed))
         assert made is not None
         good, bad = made
         added_bad = _content(bad, vocab) - _content(SUMMARIES[0], vocab)
@@ -255,7 +255,8 @@ def test_insertion_is_skipped_when_every_foreign_clause_overlaps_the_post():
     vocab = _vocab()
     cfg = GroundingNegativesConfig(enabled=True)
     body = post_body(LONG_POSTS[0])
-    assert insert_clause(SUMMARIES[0], body, clauses(body, vocab, 8), vocab, cfg, random.Random(0)) is None
+    own = clauses(body, vocab, 8)
+    assert insert_clause(SUMMARIES[0], body, own, own, cfg, random.Random(0)) is None
 
 
 def test_add_negatives_makes_insertions_on_request():
