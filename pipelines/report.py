@@ -250,7 +250,7 @@ def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None) ->
         lines.append(f"- PPO with the same settings against the gold score itself: gold {_fmt(control.get('gold'))}, "
                      f"win rate {_win_text(control)}, KL {_fmt(control.get('kl'))}: what these PPO settings can do "
                      "with a perfect reward.")
-        lines += _bottleneck_lines((vs_sft or {}).get(last["method"]), (vs_sft or {}).get("PPO on gold (control)"))
+        lines += _bottleneck_lines((vs_sft or {}).get(last["method"]), (vs_sft or {}).get(control["method"]))
     return lines + paired[1:] + [""]
 
 
