@@ -303,7 +303,8 @@ def _bases(pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None)
 
 
 def add_grounding_negatives(
-    pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None = None
+    pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None = None,
+    vocabulary_prompts: list[str] | None = None,
 ) -> tuple[Dataset, GroundingReport]:
     """`pairs` plus synthetic grounding pairs (same columns; `strategy` = "grounding_negative" for word swaps,
     "grounding_insert" for clause insertions).
@@ -313,7 +314,9 @@ def add_grounding_negatives(
     rows: the training posts' author TL;DRs, what the SFT policy imitates) when `cfg.source` asks for them.
     Other columns of the synthetic rows copy their source pair (or are left empty for a TL;DR), except the
     ids and scores, which are cleared so no vote is invented. `fraction` and `insert_fraction` count
-    synthetic pairs per vote pair whatever the source.
+    synthetic pairs per vote pair whatever the source. `vocabulary_prompts` (default: the pairs' prompts and
+    TL;DR prompts) are the posts whose document frequencies tell function words from content words: whole
+    posts when the pairs' prompts are shortened ones, whose few words would make "will" a content word.
     """
     if not cfg.enabled or len(pairs) == 0:
         return pairs, GroundingReport(0, 0.0)
@@ -322,7 +325,8 @@ def add_grounding_negatives(
         raise ValueError(f"reward.grounding_negatives needs pair columns {missing}; have {pairs.column_names}")
     bases = _bases(pairs, cfg, tldrs)
     tldr = slice(bases.n_comments, None)  # the vote pairs' texts are always in the vocabulary; TL;DRs when used
-    vocab = _Vocabulary(list(pairs["prompt"]) + bases.prompts[tldr],
+    posts = vocabulary_prompts if vocabulary_prompts is not None else list(pairs["prompt"]) + bases.prompts[tldr]
+    vocab = _Vocabulary(posts,
                         list(pairs["chosen"]) + list(pairs["rejected"]) + bases.responses[tldr], cfg)
     rng = random.Random(cfg.seed)
     order = list(range(len(bases.responses)))

@@ -30,7 +30,8 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 from trl import RewardConfig, RewardTrainer
 
 from reward_model.encoding import encode_prompt_response
-from reward_model.grounding import GroundingNegativesConfig, GroundingReport, add_grounding_negatives
+from data.prompts import without_post_body
+from reward_model.grounding import STRATEGY, GroundingNegativesConfig, GroundingReport, add_grounding_negatives
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
 from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer, packed_length, resolve_batching
@@ -50,6 +51,24 @@ class LoraSpec(BaseModel):
     target_modules: list[str] | str = Field(
         "all-linear", description="Module names to adapt; 'all-linear' adapts every linear layer but the head."
     )
+
+
+class ShortContextWarmup(BaseModel):
+    """Word-swap pairs on title-only prompts, trained before the full-length pairs.
+
+    Why: the reward model does not learn to look a summary's words up in a 150-token post from Bradley-Terry
+    pairs (it fits ~2/3 of its own full-length swap negatives). The SFT policy had the same trouble copying
+    facts, and a title-only warm-up solved it (`policy.sft`); this is the same curriculum for the check:
+    an author TL;DR beats itself with one title word swapped, with a few dozen tokens to attend to.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(0, ge=0, description="Optimizer steps of the warm-up; 0 = no warm-up.")
+    negatives_per_tldr: float = Field(
+        3.0, gt=0.0, le=8.0, description="Swap pairs made per training TL;DR (each a new spot and word)."
+    )
+    learning_rate: float | None = Field(None, gt=0, description="Peak rate of the warm-up; None = reward.learning_rate.")
 
 
 class RewardStageConfig(BaseModel):
@@ -110,6 +129,10 @@ class RewardStageConfig(BaseModel):
         default_factory=GroundingNegativesConfig,
         description="Synthetic training pairs: a response beats itself with one grounded word swapped "
         "(reward_model.grounding); teaches checking a summary against its post.",
+    )
+    short_context: ShortContextWarmup = Field(
+        default_factory=lambda: ShortContextWarmup(),
+        description="Grounding negatives on title-only prompts before the vote pairs (reward_model.train, step 3a).",
     )
     seed: int = Field(0, description="Seed of head init, shuffling and subsampling.")
 
@@ -192,6 +215,57 @@ def make_reward_trainer(
     return RewardTrainer(model=model, args=args, processing_class=tokenizer, **kwargs)
 
 
+def short_context_pairs(tldrs: Dataset, cfg: RewardStageConfig) -> tuple[Dataset, GroundingReport]:
+    """Step 3a's pairs: on a title-only prompt, the author TL;DR beats itself with one title word swapped
+    (`reward_model.grounding.corrupt`: only words of the title count as grounded)."""
+    missing = [c for c in ("prompt", "completion") if c not in tldrs.column_names]
+    if missing:
+        raise ValueError(f"reward.short_context needs TL;DR rows with columns {missing}; have {tldrs.column_names}")
+    texts = list(tldrs["completion"])
+    base = Dataset.from_dict({
+        "prompt": [without_post_body(p) for p in tldrs["prompt"]], "chosen": texts, "rejected": texts,
+        "strategy": ["tldr"] * len(texts), "margin": [0.0] * len(texts),
+    })
+    swaps = cfg.grounding_negatives.model_copy(update={
+        "enabled": True, "fraction": cfg.short_context.negatives_per_tldr, "insert_fraction": 0.0,
+        "source": "comments", "margin": 0.0,
+    })
+    made, report = add_grounding_negatives(base, swaps, vocabulary_prompts=list(tldrs["prompt"]))
+    return made.filter(lambda s: s == STRATEGY, input_columns="strategy"), report
+
+
+def _short_context_warmup(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tldrs: Dataset | None, out_dir: Path,
+    cfg: RewardStageConfig, batching: str, report_to: list[str], log: LogFn | None,
+) -> tuple[PreTrainedModel, dict[str, float]]:
+    """Step 3a; a finished warm-up in out_dir/short_context is loaded, not redone."""
+    phase_dir = out_dir / "short_context"
+    done = phase_dir / "WARMUP_DONE"
+    if done.exists():
+        print(f"[reward] short-context warm-up already done: loading {phase_dir}")
+        return build_reward_model(phase_dir, tokenizer, seed=cfg.seed), {}
+    if tldrs is None or not len(tldrs):
+        raise ValueError("reward.short_context.steps > 0 needs the training posts' author TL;DRs "
+                         "(build-data/sft train split); none were given")
+    pairs, report = short_context_pairs(tldrs, cfg)
+    train_ds, _ = tokenize_pairs(pairs, tokenizer, cfg.max_length, cfg.use_margin, batching)
+    phase_cfg = cfg.model_copy(update={
+        "max_steps": cfg.short_context.steps, "eval_steps": 0,
+        "learning_rate": cfg.short_context.learning_rate or cfg.learning_rate,
+    })
+    args = make_reward_config(phase_cfg, phase_dir, report_to, has_eval=False)
+    trainer = make_reward_trainer(batching, model, args, tokenizer, train_dataset=train_ds,
+                                  callbacks=[ForwardLogs(log, "rm_short")] if log else None)
+    output = trainer.train(resume_from_checkpoint=resume_checkpoint(phase_dir / "checkpoints", cfg.resume))
+    metrics = {f"rm_short/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
+    metrics.update({"rm_short/pairs": len(train_ds), "rm_short/context_matched": report.context_matched})
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(phase_dir)
+        done.write_text(f"{trainer.state.global_step} steps\n")
+    trainer.accelerator.wait_for_everyone()
+    return trainer.model, metrics
+
+
 def train_reward_model(
     model_or_source: str | Path | PretrainedConfig | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -247,6 +321,12 @@ def train_reward_model(
             modules_to_save=["score"],  # the new head must train fully
         )
 
+    # 3a. Optional short-context warm-up (title-only swap pairs).
+    warm_metrics: dict[str, float] = {}
+    if cfg.short_context.steps > 0:
+        model, warm_metrics = _short_context_warmup(model, tokenizer, tldrs, out_dir, cfg, batching,
+                                                    report_to or [], log)
+
     # 3. Train (resumes from out_dir/checkpoints when asked and present).
     args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
     trainer = make_reward_trainer(
@@ -263,6 +343,7 @@ def train_reward_model(
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(out_dir / "checkpoints", cfg.resume))
     runtime = time.perf_counter() - start
     metrics = {f"rm/train/{k}": float(v) for k, v in output.metrics.items() if isinstance(v, (int, float))}
+    metrics.update(warm_metrics)
     if eval_ds is not None:
         final_eval = trainer.evaluate()
         metrics.update({f"rm/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})

@@ -116,7 +116,8 @@ def train_reward_stage(ctx: Context) -> dict:
     pairs = datasets.load_from_disk(str(data_dir / "pairs"))
     sft_rows = datasets.load_from_disk(str(data_dir / "sft"))
     reference = sft_rows["validation"]
-    tldrs = sft_rows["train"] if cfg.reward.grounding_negatives.source != "comments" else None
+    needs_tldrs = cfg.reward.grounding_negatives.source != "comments" or cfg.reward.short_context.steps > 0
+    tldrs = sft_rows["train"] if needs_tldrs else None
     if cfg.reward.model_name_or_path:
         source = cfg.reward.model_name_or_path
         tokenizer = load_tokenizer(source)
