@@ -37,12 +37,19 @@ from reward_model.train import RewardStageConfig, make_reward_config, make_rewar
 
 def simulated_pairs(n_pairs: int, workdir: Path):
     """Pairs from a small simulated Reddit through the real pipeline: world -> records -> data.pairs."""
+    built, tok = simulated_datasets(max(40, n_pairs // 8), workdir)
+    return built.pairs["train"], tok
+
+
+def simulated_datasets(posts_per_subreddit: int, workdir: Path):
+    """The data layer's datasets (pairs, SFT rows) of a small simulated Reddit, and a tokenizer trained on it:
+    world -> records -> data.pairs.build_datasets (also used by bench/sft_loss.py)."""
     from data.pairs import DatasetsConfig, build_datasets
     from data.records import DeletedContent, MalformedRecord, comment_from_json, post_from_json
     from data.shards import ShardWriter
     from data.sim.world import SimWorld, WorldConfig
 
-    world = SimWorld.generate(WorldConfig(seed=0, posts_per_subreddit=max(40, n_pairs // 8)))
+    world = SimWorld.generate(WorldConfig(seed=0, posts_per_subreddit=posts_per_subreddit))
     now = time.time()
     with ShardWriter(workdir / "records", "posts", 5000) as wp, ShardWriter(workdir / "records", "comments", 50000) as wc:
         for raw, writer, conv in [(p, wp, post_from_json) for p in world.posts] + [
@@ -55,8 +62,7 @@ def simulated_pairs(n_pairs: int, workdir: Path):
     texts = [f"TITLE: {p['title']}\n\nPOST: {p['selftext']}" for p in world.posts]
     texts += [c["body"] for c in world.comments.values()]
     tok = train_tokenizer(texts, vocab_size=4096)
-    built = build_datasets(workdir / "records", workdir / "data", DatasetsConfig(), count_tokens=tok)
-    return built.pairs["train"], tok
+    return build_datasets(workdir / "records", workdir / "data", DatasetsConfig(), count_tokens=tok), tok
 
 
 def batch_fill(trainer: RewardTrainer) -> tuple[float, int, int]:

@@ -18,7 +18,8 @@ Steps:
    Why: a from-scratch 2-layer policy trained on full ~150-token prompts alone learns the TL;DR template
    but copies no fact from the post in a 5-minute CPU budget; with a few dozen tokens to attend to it
    learns to copy within a few hundred cheap steps, and keeps doing so on full prompts.
-3. Train with `SFTTrainer` (eval loss every `eval_steps`, checkpoints under out_dir/checkpoints, resumable).
+3. Train with `SFTTrainer` (eval loss every `eval_steps`, checkpoints under out_dir/checkpoints, resumable);
+   on a CPU its loss projects only the completion positions through the LM head (`policy.sft_loss`).
 4. Save model + tokenizer to `out_dir` (save_pretrained).
 5. Greedy samples on the first `n_samples` validation prompts.
 """
@@ -34,9 +35,10 @@ import torch
 from datasets import Dataset, DatasetDict
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from data.prompts import without_post_body
+from policy.sft_loss import CompletionOnlySFTTrainer
 from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
 SFT_COLUMNS = ("prompt", "completion")
@@ -155,10 +157,10 @@ def _train_phase(
     report_to: list[str] | None,
     log: LogFn | None,
     prefix: str,
-) -> tuple[SFTTrainer, dict[str, float], float]:
+) -> tuple[CompletionOnlySFTTrainer, dict[str, float], float]:
     """One SFTTrainer run (resumable from out_dir/checkpoints): the trainer, `prefix/...` metrics, seconds."""
     has_eval = eval_ds is not None and len(eval_ds) > 0
-    trainer = SFTTrainer(
+    trainer = CompletionOnlySFTTrainer(
         model=model,
         args=make_sft_config(cfg, out_dir, report_to or [], has_eval),
         train_dataset=train,

@@ -153,3 +153,50 @@ def test_trl_gpu_defaults_are_overridden(tmp_path):
     assert not args.bf16 and not args.gradient_checkpointing and args.completion_only_loss
     assert args.learning_rate == SFTStageConfig().learning_rate != 2e-5
     assert make_sft_config(SFTStageConfig(gradient_checkpointing=True), tmp_path, [], True).gradient_checkpointing
+
+
+def test_completion_only_loss_matches_trl_and_projects_only_the_completion(task, tmp_path):
+    """policy.sft_loss: on one batch the same loss and gradients as TRL's own compute_loss, while the LM head
+    sees only the positions that have a label (TRL, off Triton devices, projects every position)."""
+    from policy.sft import make_sft_config
+    from policy.sft_loss import CompletionOnlySFTTrainer
+
+    tok, data = task
+    model = _model(tok)
+    args = make_sft_config(_cfg(), tmp_path, [], has_eval=False)
+    trainer = CompletionOnlySFTTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tok)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    n_labelled = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < n_labelled < batch["input_ids"].numel() // 4  # most positions are prompt or padding
+
+    head_rows: list[int] = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda mod, inp, out: head_rows.append(inp[0].reshape(-1, inp[0].shape[-1]).shape[0]))
+    results = {}
+    for name, loss_fn in {"ours": trainer.compute_loss, "trl": super(CompletionOnlySFTTrainer, trainer).compute_loss}.items():
+        model.zero_grad()
+        loss = loss_fn(model, dict(batch))
+        loss.backward()
+        results[name] = (loss.detach(), [p.grad.clone() for p in model.parameters()])
+    hook.remove()
+
+    assert head_rows == [n_labelled]  # ours ran the head module on the labelled rows (TRL uses its weight directly)
+    (ours, our_grads), (theirs, their_grads) = results["ours"], results["trl"]
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)
+    for g_ours, g_trl in zip(our_grads, their_grads):
+        assert torch.allclose(g_ours, g_trl, atol=1e-5, rtol=1e-4)
+    assert trainer._metrics["train"]["mean_token_accuracy"] and trainer._metrics["train"]["entropy"]
+
+
+def test_completion_only_loss_leaves_trl_in_charge_when_outputs_are_asked_for(task, tmp_path):
+    """Callers that want the model outputs (TRL's prediction path) get TRL's own compute_loss."""
+    from policy.sft import make_sft_config
+    from policy.sft_loss import CompletionOnlySFTTrainer
+
+    tok, data = task
+    model = _model(tok)
+    trainer = CompletionOnlySFTTrainer(model=model, args=make_sft_config(_cfg(), tmp_path, [], has_eval=False),
+                                       train_dataset=data["train"], processing_class=tok)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    assert not trainer._compact_loss_applies(model, batch, return_outputs=True)
+    assert trainer._compact_loss_applies(model, batch, return_outputs=False)
