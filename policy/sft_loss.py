@@ -5,8 +5,8 @@
 Why: TRL 1.16's fused LM head scores only the positions that have a label on Triton devices (CUDA); on
 any other device it projects every position, prompt and padding included, and its backward recomputes
 those logits. With ~150-token prompts and ~40-token TL;DRs most of that work is thrown away: on the demo's
-2-layer policy a full-prompt step takes 0.30 s instead of 0.45 s, a title-only step 0.127 s instead of
-0.138 s (`bench/sft_loss.py`). The loss is the same mean next-token NLL over completion tokens (divided
+data and 2-layer policy a full-prompt step takes 0.32 s instead of 0.48 s, a title-only step 0.105 s instead
+of 0.136 s (`bench/sft_loss.py`). The loss is the same mean next-token NLL over completion tokens (divided
 by `num_items_in_batch` when the Trainer passes it, as TRL does), and the logged entropy, token accuracy
 and token count are kept. Anywhere else (CUDA, several processes, PEFT, label smoothing, a custom loss,
 a caller that wants outputs) TRL's own `compute_loss` runs unchanged.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from peft import PeftModel
 from trl import SFTTrainer
 
 
@@ -23,8 +24,6 @@ class CompletionOnlySFTTrainer(SFTTrainer):
     """`SFTTrainer` with a CPU loss that projects only the labelled positions (module docstring)."""
 
     def _compact_loss_applies(self, model, inputs: dict, return_outputs: bool) -> bool:
-        from peft import PeftModel
-
         return (
             not return_outputs
             and "labels" in inputs

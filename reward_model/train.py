@@ -11,10 +11,12 @@ Steps:
 1. Build `AutoModelForSequenceClassification(num_labels=1)` over the source (SFT policy dir or a config).
 2. Tokenize pairs ourselves (`reward_model.encoding`, the same code the scorer uses) into
    `chosen_ids` / `rejected_ids` (+ `margin`, + `length` for length-grouped batches).
-3. Train with `RewardTrainer`: loss = -logsigmoid(r_c - r_r - margin) [+ c * mean((r_c + r_r)^2)]; by default
+3. Optional short-context warm-up (`reward.short_context.steps`): word swaps of the training posts' author
+   TL;DRs under title-only prompts, saved to out_dir/short_context and skipped on a rerun once there.
+4. Train with `RewardTrainer`: loss = -logsigmoid(r_c - r_r - margin) [+ c * mean((r_c + r_r)^2)]; by default
    each pair is one row whose prompt is computed once (`reward_model.shared_prompt`, the same scores).
-4. Save weights + tokenizer, merge LoRA first if used.
-5. Normalize (Stiennon et al.): bias so reference TL;DRs score mean 0, written to `reward_config.json`.
+5. Save weights + tokenizer, merge LoRA first if used.
+6. Normalize (Stiennon et al.): bias so reference TL;DRs score mean 0, written to `reward_config.json`.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from trl import RewardConfig, RewardTrainer
 
-from reward_model.encoding import encode_prompt_response
 from data.prompts import without_post_body
+from reward_model.encoding import encode_prompt_response
 from reward_model.grounding import STRATEGY, GroundingNegativesConfig, GroundingReport, add_grounding_negatives
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
@@ -131,8 +133,8 @@ class RewardStageConfig(BaseModel):
         "(reward_model.grounding); teaches checking a summary against its post.",
     )
     short_context: ShortContextWarmup = Field(
-        default_factory=lambda: ShortContextWarmup(),
-        description="Grounding negatives on title-only prompts before the vote pairs (reward_model.train, step 3a).",
+        default_factory=ShortContextWarmup,
+        description="Grounding negatives on title-only prompts before the vote pairs (reward_model.train, step 3).",
     )
     seed: int = Field(0, description="Seed of head init, shuffling and subsampling.")
 
@@ -216,7 +218,7 @@ def make_reward_trainer(
 
 
 def short_context_pairs(tldrs: Dataset, cfg: RewardStageConfig) -> tuple[Dataset, GroundingReport]:
-    """Step 3a's pairs: on a title-only prompt, the author TL;DR beats itself with one title word swapped
+    """Step 3's pairs: on a title-only prompt, the author TL;DR beats itself with one title word swapped
     (`reward_model.grounding.corrupt`: only words of the title count as grounded)."""
     missing = [c for c in ("prompt", "completion") if c not in tldrs.column_names]
     if missing:
@@ -238,7 +240,7 @@ def _short_context_warmup(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tldrs: Dataset | None, out_dir: Path,
     cfg: RewardStageConfig, batching: str, report_to: list[str], log: LogFn | None,
 ) -> tuple[PreTrainedModel, dict[str, float]]:
-    """Step 3a; a finished warm-up in out_dir/short_context is loaded, not redone."""
+    """Step 3; a finished warm-up in out_dir/short_context is loaded, not redone."""
     phase_dir = out_dir / "short_context"
     done = phase_dir / "WARMUP_DONE"
     if done.exists():
@@ -321,13 +323,13 @@ def train_reward_model(
             modules_to_save=["score"],  # the new head must train fully
         )
 
-    # 3a. Optional short-context warm-up (title-only swap pairs).
+    # 3. Optional short-context warm-up (title-only swap pairs).
     warm_metrics: dict[str, float] = {}
     if cfg.short_context.steps > 0:
         model, warm_metrics = _short_context_warmup(model, tokenizer, tldrs, out_dir, cfg, batching,
                                                     report_to or [], log)
 
-    # 3. Train (resumes from out_dir/checkpoints when asked and present).
+    # 4. Train (resumes from out_dir/checkpoints when asked and present).
     args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
     trainer = make_reward_trainer(
         batching,
@@ -348,7 +350,7 @@ def train_reward_model(
         final_eval = trainer.evaluate()
         metrics.update({f"rm/eval/{k[5:]}": float(v) for k, v in final_eval.items() if k.startswith("eval_")})
 
-    # 4. Save (LoRA merged into the base so every reader loads a plain model).
+    # 5. Save (LoRA merged into the base so every reader loads a plain model).
     model = trainer.model
     if cfg.lora is not None:
         model = model.merge_and_unload()
@@ -357,7 +359,7 @@ def train_reward_model(
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
 
-        # 5. Normalize: reference TL;DRs score mean 0 (Stiennon et al. 2020).
+        # 6. Normalize: reference TL;DRs score mean 0 (Stiennon et al. 2020).
         scorer = RewardScorer(
             model.eval(),
             tokenizer,

@@ -1,4 +1,4 @@
-"""Reward-model short-context warm-up (reward_model.train, step 3a): title-only swap pairs, then the vote pairs."""
+"""Reward-model short-context warm-up (reward_model.train, step 3): title-only swap pairs, then the vote pairs."""
 
 from __future__ import annotations
 
