@@ -97,17 +97,17 @@ def main() -> None:
     pool = sft_pool(args.run, cfg, held, first, samples)
     rows_of = [i for i in range(len(held)) for _ in range(samples)]
     commit = git_commit()
-    results = []
+    results, corr_gold = [], {}
     for rm_dir in rm_dirs:
         scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
         score_responses(pool, held, rows_of, scorer, gold_score)
         check = on_policy_reward_check(pool, held)
+        corr_gold = {f: check["corr_gold"][f] for f in FEATURES}  # gold's side: the same for every reward model
         results.append({
             "reward_model": str(rm_dir), **vote_metrics(rm_dir), "on_policy": check["agreement"],
             "corr_rm": {f: check["corr_rm"][f] for f in FEATURES},
             "best_of_n_gold_gain": {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)},
         })
-    corr_gold = {f: on_policy_reward_check(pool, held)["corr_gold"][f] for f in FEATURES}
     out = {"commit": commit, "run": str(args.run), "prompts": len(held), "samples": samples,
            "seed": cfg.eval_policy.seed, "corr_gold": corr_gold, "reward_models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

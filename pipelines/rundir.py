@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel

@@ -48,16 +48,16 @@ class CompletionOnlySFTTrainer(SFTTrainer):
         logits = model.get_output_embeddings()(hidden[mask]).float()  # (n_labelled, vocab)
         targets = labels[mask]
         n_items = num_items_in_batch if num_items_in_batch is not None else mask.sum().clamp(min=1)
-        loss = F.cross_entropy(logits, targets, reduction="sum") / n_items
-        self._log_token_metrics(logits.detach(), targets, inputs, "train" if model.training else "eval")
+        logp = torch.log_softmax(logits, -1)  # what F.cross_entropy computes first; the metrics reuse it
+        loss = F.nll_loss(logp, targets, reduction="sum") / n_items
+        self._log_token_metrics(logp.detach(), targets, inputs, "train" if model.training else "eval")
         return loss
 
-    def _log_token_metrics(self, logits: torch.Tensor, targets: torch.Tensor, inputs: dict, mode: str) -> None:
+    def _log_token_metrics(self, logp: torch.Tensor, targets: torch.Tensor, inputs: dict, mode: str) -> None:
         """The per-step metrics TRL's own loss logs: entropy, top-1 token accuracy, tokens seen so far."""
         if targets.numel():
-            logp = torch.log_softmax(logits, -1)
             self._metrics[mode]["entropy"].append(float(-(logp.exp() * logp).sum(-1).mean()))
-            self._metrics[mode]["mean_token_accuracy"].append(float((logits.argmax(-1) == targets).float().mean()))
+            self._metrics[mode]["mean_token_accuracy"].append(float((logp.argmax(-1) == targets).float().mean()))
         if mode == "train" and "attention_mask" in inputs and hasattr(self, "_total_train_tokens"):
             self._total_train_tokens += int(inputs["attention_mask"].sum())
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
