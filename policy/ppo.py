@@ -6,7 +6,8 @@ Run as a stage: `python -m pipelines ppo --config configs/demo.yaml` (or `accele
 
 One update (numbered as in the loop below):
   1. take this update's prompts            2. sample exactly `response_length` tokens, truncate after EOS
-  3. score the truncated texts; a response without EOS gets `missing_eos_penalty`
+  3. score the truncated texts; a response without EOS gets `missing_eos_penalty`; optionally each score
+     minus the mean of its prompt's other samples (`samples_per_prompt` > 1, `score_baseline: leave_one_out`)
   4. log-probs (policy, reference) and values, at the sampling temperature
   5. per-token reward: -beta * KL, plus the score on the last real token       6. optional reward whitening
   7. GAE advantages and returns, advantages whitened
@@ -32,7 +33,7 @@ from typing import Any, Callable, Literal, Sequence
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
@@ -48,6 +49,7 @@ from policy.rl_utils import (
     explained_variance,
     kl_estimate,
     last_token_index,
+    leave_one_out_centered,
     logprobs_from_logits,
     masked_mean,
     masked_whiten,
@@ -75,6 +77,14 @@ class PPOConfig(BaseModel):
     """Everything `train_ppo` needs; defaults follow the N+ details paper's TL;DR runs."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _baseline_needs_groups(self) -> "PPOConfig":
+        if self.score_baseline == "leave_one_out" and self.samples_per_prompt < 2:
+            raise ValueError(
+                f"ppo.score_baseline=leave_one_out needs ppo.samples_per_prompt >= 2 (got {self.samples_per_prompt})"
+            )
+        return self
 
     # --- schedule and batch sizes (derived sizes: see `derive_sizes`)
     total_episodes: int = Field(1024, ge=1, description="Prompts sampled in total; updates = total_episodes // batch_size.")
@@ -106,6 +116,14 @@ class PPOConfig(BaseModel):
     )
     kl_horizon: int = Field(10_000, ge=1, description="Horizon (episodes) of the adaptive KL controller.")
     whiten_rewards: bool = Field(False, description="Whiten per-token rewards (mean kept) before GAE.")
+    samples_per_prompt: int = Field(
+        1, ge=1, description="Responses sampled per prompt in an update (consecutive rows); the rollouts per update "
+        "stay per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches, so fewer prompts.",
+    )
+    score_baseline: Literal["none", "leave_one_out"] = Field(
+        "none", description="leave_one_out: each score minus the mean score of the other samples of its prompt "
+        "before the KL penalty is added (RLOO's baseline inside PPO; needs samples_per_prompt >= 2).",
+    )
     # --- PPO
     gamma: float = Field(1.0, ge=0.0, le=1.0, description="Discount.")
     lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
@@ -164,6 +182,12 @@ def derive_sizes(cfg: PPOConfig, world_size: int) -> PPOSizes:
         raise ValueError(
             f"ppo.critic_warmup_updates={cfg.critic_warmup_updates} leaves no policy update out of {num_updates} "
             f"(total_episodes {cfg.total_episodes} // batch {batch}); lower it or raise ppo.total_episodes"
+        )
+    if local_batch % cfg.samples_per_prompt:
+        raise ValueError(
+            f"ppo.samples_per_prompt={cfg.samples_per_prompt} does not divide the {local_batch} rollouts per device "
+            "per update (per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches): a prompt's "
+            "samples must stay on one process"
         )
     sizes = PPOSizes(world_size, cfg.per_device_train_batch_size, local_mini, local_batch, batch, num_updates)
     assert sizes.local_batch_size % sizes.local_mini_batch_size == 0
@@ -317,15 +341,19 @@ def _prompt_columns(prompts_dataset: Any) -> tuple[list[str], list[str]]:
     return prompts, contexts
 
 
-def _update_indices(update: int, sizes: PPOSizes, n_prompts: int, seed: int, process_index: int) -> list[int]:
+def _update_indices(
+    update: int, sizes: PPOSizes, n_prompts: int, seed: int, process_index: int, samples_per_prompt: int = 1
+) -> list[int]:
     """This process's prompt indices for `update` (1-based): a pure function of the step, so resume is exact.
-    The prompt stream is one seeded permutation per epoch over the dataset."""
-    start = (update - 1) * sizes.batch_size + process_index * sizes.local_batch_size
+    The prompt stream is one seeded permutation per epoch over the dataset; each prompt taken from it fills
+    `samples_per_prompt` consecutive rows."""
+    local_prompts = sizes.local_batch_size // samples_per_prompt
+    start = ((update - 1) * sizes.batch_size + process_index * sizes.local_batch_size) // samples_per_prompt
     indices = []
-    for position in range(start, start + sizes.local_batch_size):
+    for position in range(start, start + local_prompts):
         epoch, offset = divmod(position, n_prompts)
         perm = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        indices.append(int(perm[offset]))
+        indices.extend([int(perm[offset])] * samples_per_prompt)
     return indices
 
 
@@ -406,7 +434,7 @@ def train_ppo(
         unwrapped = accelerator.unwrap_model(model)
 
         # 1. this update's prompts: [local_batch] strings, left-padded once so every chunk shares the width Q
-        idx = _update_indices(update, sizes, len(prompts), cfg.seed, accelerator.process_index)
+        idx = _update_indices(update, sizes, len(prompts), cfg.seed, accelerator.process_index, cfg.samples_per_prompt)
         batch_prompts, batch_contexts = [prompts[i] for i in idx], [contexts[i] for i in idx]
         query_ids, query_mask = left_pad_prompts(tokenizer, batch_prompts, cfg.max_prompt_length)
         query_ids, query_mask = query_ids.to(device), query_mask.to(device)  # [B, Q]
@@ -432,6 +460,7 @@ def train_ppo(
         if not torch.isfinite(raw_scores).all():
             raise PPODivergedError(f"ppo update {update}: reward_fn returned non-finite scores", latest_checkpoint(out_dir))
         scores = apply_missing_eos_penalty(raw_scores, has_eos, cfg.missing_eos_penalty)  # [B]
+        terminal = leave_one_out_centered(scores, cfg.samples_per_prompt) if cfg.score_baseline == "leave_one_out" else scores
         gold = _scores_tensor(gold_fn(batch_contexts, texts), len(texts), device, "gold_fn") if gold_fn else None
         time_score = time.perf_counter() - t0
 
@@ -450,12 +479,12 @@ def train_ppo(
         old_logprobs, ref_logprobs, values = torch.cat(old_logprobs), torch.cat(ref_logprobs), torch.cat(values)
         time_forward = time.perf_counter() - t0
 
-        # 5. per-token rewards: -beta * KL everywhere, + score on the last real token (EOS or token R-1)
+        # 5. per-token rewards: -beta * KL everywhere, + score (or its centred value) on the last real token
         kl = kl_estimate(old_logprobs, ref_logprobs, cfg.kl_estimator) * mask  # [B, R]
         non_score_reward = -kl_ctl.value * kl
         rewards = non_score_reward.clone()
         rows = torch.arange(len(idx), device=device)
-        rewards[rows, last_token_index(mask)] += scores
+        rewards[rows, last_token_index(mask)] += terminal
 
         # 6. optional reward whitening (mean kept, N+ detail)
         if cfg.whiten_rewards:
@@ -537,6 +566,8 @@ def train_ppo(
         }
         if gold is not None:
             metrics["objective/gold"] = avg(gold)
+        if cfg.score_baseline != "none":
+            metrics["objective/terminal_reward_std"] = avg(terminal.std().reshape(1))
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             raise PPODivergedError(f"ppo update {update}: non-finite metrics {bad}", latest_checkpoint(out_dir))

@@ -98,6 +98,21 @@ def apply_missing_eos_penalty(
     return torch.where(has_eos, scores, torch.full_like(scores, penalty))
 
 
+def leave_one_out_centered(scores: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Each score minus the mean of the other `group_size - 1` scores of its prompt (RLOO's baseline).
+
+    `scores` holds consecutive groups of `group_size` responses to one prompt. What is left is how much better a
+    response is than its siblings: the prompt's own level (a long post, a lenient reward model on this topic)
+    cancels, which a critic that explains little of the return's variance cannot do."""
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2 for a leave-one-out baseline, got {group_size}")
+    if scores.numel() % group_size:
+        raise ValueError(f"{scores.numel()} scores do not split into groups of {group_size}")
+    groups = scores.reshape(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - others).reshape(scores.shape)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # log-probabilities, entropy, KL
 # ----------------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from transformers import AutoModelForCausalLM, GPT2ForSequenceClassification
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from policy.ppo import (
-    LoraSpec, PPOConfig, PPODivergedError, build_value_model, derive_sizes, latest_checkpoint, lr_multipliers, train_ppo,
+    LoraSpec, PPOConfig, PPODivergedError, _update_indices, build_value_model, derive_sizes, latest_checkpoint, lr_multipliers,
+    train_ppo,
 )
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
@@ -167,6 +168,27 @@ def test_derived_sizes_and_errors() -> None:
         PPOConfig(kl_coeff=0.1)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="critic_warmup_updates=2 leaves no policy update out of 2"):
         derive_sizes(PPOConfig(total_episodes=32, per_device_train_batch_size=16, critic_warmup_updates=2), world_size=1)
+    with pytest.raises(ValueError, match="samples_per_prompt=3 does not divide the 16 rollouts"):
+        derive_sizes(PPOConfig(total_episodes=32, per_device_train_batch_size=16, samples_per_prompt=3), world_size=1)
+    with pytest.raises(ValueError, match="score_baseline=leave_one_out needs ppo.samples_per_prompt >= 2"):
+        PPOConfig(score_baseline="leave_one_out")
+
+
+def test_grouped_prompt_stream_is_shared_by_processes_and_resumable() -> None:
+    """Each prompt fills samples_per_prompt consecutive rows; two processes read disjoint consecutive prompts
+    of one stream, the same prompts one process reads with twice the batch."""
+    cfg = PPOConfig(total_episodes=64, per_device_train_batch_size=8, samples_per_prompt=4)
+    two = derive_sizes(cfg, world_size=2)
+    one = derive_sizes(cfg.model_copy(update={"per_device_train_batch_size": 16}), world_size=1)
+    for update in (1, 2, 5):
+        rows = [i for p in range(2) for i in _update_indices(update, two, 50, seed=3, process_index=p, samples_per_prompt=4)]
+        assert rows == _update_indices(update, one, 50, seed=3, process_index=0, samples_per_prompt=4)
+        groups = [rows[g : g + 4] for g in range(0, len(rows), 4)]
+        assert all(len(set(g)) == 1 for g in groups) and len({g[0] for g in groups}) == len(groups)
+    # Without grouping the same stream gives one row per prompt: the grouped update u reads its prompts from there.
+    flat = [i for u in (1, 2) for i in _update_indices(u, one, 50, seed=3, process_index=0)]
+    grouped = _update_indices(1, one, 50, seed=3, process_index=0, samples_per_prompt=4)
+    assert grouped[::4] == flat[:4]
 
 
 def test_lr_multipliers_with_critic_warmup() -> None:
@@ -195,3 +217,31 @@ def test_critic_warmup_trains_only_the_value_model(tokenizer, prompts, tmp_path:
     assert [m["ppo/lr"] for m in result.history] == [0.0, 0.0, pytest.approx(1e-2)]
     assert [m["ppo/value_lr"] for m in result.history] == pytest.approx([5e-2, 5e-2 * 2 / 3, 5e-2 / 3])
     assert result.history[0]["objective/kl"] == 0.0 and result.history[2]["objective/kl"] == 0.0  # policy == ref until update 3
+
+
+def test_leave_one_out_baseline_learns_and_cancels_a_constant_reward(tokenizer, prompts, tmp_path: Path) -> None:
+    """Four samples per prompt share a prompt; the centred score still teaches the token count, and a reward
+    that is the same for every sample of a prompt (here: a prompt-dependent constant) teaches nothing at all."""
+    cfg = small_cfg(samples_per_prompt=4, score_baseline="leave_one_out", num_samples=8, sample_every=1)
+    policy, ref, value = make_models(tokenizer)
+    handed: list[list[dict]] = []
+    result = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path / "learn",
+                       on_samples=lambda rows, s: handed.append(rows))
+    scores = [m["objective/scores"] for m in result.history]
+    assert sum(scores[-3:]) / 3 > scores[0] + 1.0, scores
+    assert all(m["objective/terminal_reward_std"] > 0 for m in result.history)
+    first = [r["prompt"] for r in handed[0]]
+    assert first[:4] == [first[0]] * 4 and first[4:] == [first[4]] * 4 and first[0] != first[4]
+
+    def per_prompt_constant(p: list[str], r: list[str]) -> list[float]:
+        return [float(len(x)) for x in p]
+
+    policy, ref, value = make_models(tokenizer)
+    init = {k: v.clone() for k, v in policy.state_dict().items()}
+    flat = small_cfg(total_episodes=16 * 2, samples_per_prompt=4, kl_coef=0.0)
+    centred = flat.model_copy(update={"score_baseline": "leave_one_out"})
+    train_ppo(policy, ref, value, tokenizer, prompts, per_prompt_constant, centred, tmp_path / "centred")
+    assert all(torch.equal(init[k], v) for k, v in policy.state_dict().items())
+    policy, ref, value = make_models(tokenizer)
+    train_ppo(policy, ref, value, tokenizer, prompts, per_prompt_constant, flat, tmp_path / "raw")
+    assert any(not torch.equal(init[k], v) for k, v in policy.state_dict().items())

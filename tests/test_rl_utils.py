@@ -18,6 +18,7 @@ from policy.rl_utils import (
     first_true_indices,
     kl_estimate,
     last_token_index,
+    leave_one_out_centered,
     logprobs_from_logits,
     masked_mean,
     masked_var,
@@ -139,3 +140,14 @@ def test_adaptive_kl_controller() -> None:
     assert ctl.value == pytest.approx(0.1 * 1.02)
     ctl.update(current_kl=4.5, n_steps=50)  # error -0.25 clipped to -0.2: beta *= 0.9
     assert ctl.value == pytest.approx(0.1 * 1.02 * 0.9)
+
+
+def test_leave_one_out_centering_by_hand() -> None:
+    scores = torch.tensor([1.0, 2.0, 3.0, 10.0, 10.0, 13.0])  # two prompts, three samples each
+    centred = leave_one_out_centered(scores, group_size=3)
+    assert centred.tolist() == pytest.approx([1 - 2.5, 2 - 2, 3 - 1.5, 10 - 11.5, 10 - 11.5, 13 - 10])
+    assert leave_one_out_centered(torch.tensor([4.0, 1.0]), 2).tolist() == [3.0, -3.0]
+    with pytest.raises(ValueError, match="group_size must be >= 2"):
+        leave_one_out_centered(scores, 1)
+    with pytest.raises(ValueError, match="6 scores do not split into groups of 4"):
+        leave_one_out_centered(scores, 4)
