@@ -9,7 +9,8 @@ The SFT policy samples `--samples` responses for each of eval-policy's held-out 
 its held-out vote accuracy and gap to the Bayes ceiling (from its stage's metrics.json), the on-policy
 agreement with gold (within-prompt pairs, 95% bootstrap over prompts), how its score follows gold's parts
 within a prompt (facts stated, facts the post lacks, precision, coverage), and the gold that best-of-n picks
-by it gain over a random sample (paired over prompts). Also written to `--out` as JSON. `--quick`: 16
+by it gain over a random sample (paired over prompts), beside what best-of-n by gold itself gains (the
+oracle) and the correlation rho that the agreement implies for jointly normal scores. Also written to `--out` as JSON. `--quick`: 16
 prompts x 4 samples, a smoke run. Skips with a message when the run has no finished stages.
 """
 
@@ -58,11 +59,20 @@ def vote_metrics(rm_dir: Path) -> dict[str, float]:
     return {name: metrics[key] for name, key in keys.items() if key in metrics}
 
 
-def best_of_n_gain(pool: Responses, n: int, seed: int) -> dict[str, float]:
-    """Gold of best-of-n by the reward model minus the gold of one random sample, paired over prompts."""
-    rm, gold = pool.grid(pool.rm), pool.grid(pool.gold)
-    picked = (best_of_n_weights(rm, n) * gold).sum(1)
+def best_of_n_gain(pool: Responses, n: int, seed: int, by_gold: bool = False) -> dict[str, float]:
+    """Gold of best-of-n by the reward model (or by gold itself: the oracle) minus the gold of one random
+    sample, paired over prompts."""
+    gold = pool.grid(pool.gold)
+    picked = (best_of_n_weights(gold if by_gold else pool.grid(pool.rm), n) * gold).sum(1)
     return paired_gain(picked, gold.mean(1), seed=seed)
+
+
+def gaussian_rho(agreement: float) -> float:
+    """The correlation of jointly normal scores that orders pairs alike with probability `agreement`
+    (Kendall's tau = 2 agreement - 1 = (2 / pi) arcsin rho). Selection by such a reward model gains rho times
+    what selection by gold gains, and so, to first order, does a small policy step along its gradient. A
+    rank measure: a pooled Pearson correlation is dominated by the few broken samples both scores put last."""
+    return float(np.sin(np.pi * (agreement - 0.5)))
 
 
 STAGES = ("build-data", "sft", "train-reward")  # what this diagnostic reads from the run
@@ -97,33 +107,40 @@ def main() -> None:
     pool = sft_pool(args.run, cfg, held, first, samples)
     rows_of = [i for i in range(len(held)) for _ in range(samples)]
     commit = git_commit()
-    results, corr_gold = [], {}
+    results, corr_gold, oracle = [], {}, {}
     for rm_dir in rm_dirs:
         scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
         score_responses(pool, held, rows_of, scorer, gold_score)
         check = on_policy_reward_check(pool, held)
         corr_gold = {f: check["corr_gold"][f] for f in FEATURES}  # gold's side: the same for every reward model
+        oracle = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed, by_gold=True) for n in (2, samples)}
+        gains = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)}
         results.append({
             "reward_model": str(rm_dir), **vote_metrics(rm_dir), "on_policy": check["agreement"],
+            "gaussian_rho": gaussian_rho(check["agreement"]["accuracy"]),
             "corr_rm": {f: check["corr_rm"][f] for f in FEATURES},
-            "best_of_n_gold_gain": {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)},
+            "best_of_n_gold_gain": gains,
+            "share_of_oracle_gain": {n: gains[n]["mean"] / oracle[n]["mean"] for n in gains},
         })
     out = {"commit": commit, "run": str(args.run), "prompts": len(held), "samples": samples,
-           "seed": cfg.eval_policy.seed, "corr_gold": corr_gold, "reward_models": results}
+           "seed": cfg.eval_policy.seed, "corr_gold": corr_gold, "oracle_best_of_n_gold_gain": oracle,
+           "reward_models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     short = {"n_summary_facts": "facts", "n_hallucinated": "wrong", "precision": "prec", "coverage": "cov"}
     print(f"{len(held)} prompts x {samples} SFT samples, commit {commit}; within-prompt corr of gold: "
-          + " ".join(f"{short[f]} {v:+.2f}" for f, v in corr_gold.items()))
+          + " ".join(f"{short[f]} {v:+.2f}" for f, v in corr_gold.items())
+          + f"; best-of-n by gold itself gains bo2 {oracle[2]['mean']:+.3f}, bo{samples} {oracle[samples]['mean']:+.3f}")
     print(f"{'reward model':<44} {'votes':>6} {'gap':>6} {'on-policy [95% CI]':>22} "
-          + " ".join(f"{short[f]:>6}" for f in FEATURES) + f" {'bo2 gold':>9} {'bo' + str(samples) + ' gold':>9}")
+          + " ".join(f"{short[f]:>6}" for f in FEATURES) + f" {'rho':>5} {'bo2 gold':>9} {'bo' + str(samples) + ' gold':>9} {'of oracle':>9}")
     for r in results:
         a, bon = r["on_policy"], r["best_of_n_gold_gain"]
         print(f"{r['reward_model'][-44:]:<44} {r.get('vote_accuracy', float('nan')):>6.3f} "
               f"{r.get('gap_to_ceiling', float('nan')):>6.3f} "
               f"{a['accuracy']:>8.3f} [{a['accuracy_ci_low']:.3f}, {a['accuracy_ci_high']:.3f}] "
               + " ".join(f"{r['corr_rm'][f]:>+6.2f}" for f in FEATURES)
-              + f" {bon[2]['mean']:>+9.3f} {bon[samples]['mean']:>+9.3f}")
+              + f" {r['gaussian_rho']:>+5.2f} {bon[2]['mean']:>+9.3f} {bon[samples]['mean']:>+9.3f}"
+              + f" {r['share_of_oracle_gain'][samples]:>9.2f}")
 
 
 if __name__ == "__main__":
