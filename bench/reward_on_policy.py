@@ -10,7 +10,8 @@ its held-out vote accuracy and gap to the Bayes ceiling (from its stage's metric
 agreement with gold (within-prompt pairs, 95% bootstrap over prompts), how its score follows gold's parts
 within a prompt (facts stated, facts the post lacks, precision, coverage), and the gold that best-of-n picks
 by it gain over a random sample (paired over prompts), beside what best-of-n by gold itself gains (the
-oracle) and the correlation rho that the agreement implies for jointly normal scores. Also written to `--out` as JSON. `--quick`: 16
+oracle) and the correlation rho that the agreement implies for jointly normal scores
+(`policy.reward_diagnostics.implied_correlation`). Also written to `--out` as JSON. `--quick`: 16
 prompts x 4 samples, a smoke run. Skips with a message when the run has no finished stages.
 """
 
@@ -67,14 +68,6 @@ def best_of_n_gain(pool: Responses, n: int, seed: int, by_gold: bool = False) ->
     return paired_gain(picked, gold.mean(1), seed=seed)
 
 
-def gaussian_rho(agreement: float) -> float:
-    """The correlation of jointly normal scores that orders pairs alike with probability `agreement`
-    (Kendall's tau = 2 agreement - 1 = (2 / pi) arcsin rho). Selection by such a reward model gains rho times
-    what selection by gold gains, and so, to first order, does a small policy step along its gradient. A
-    rank measure: a pooled Pearson correlation is dominated by the few broken samples both scores put last."""
-    return float(np.sin(np.pi * (agreement - 0.5)))
-
-
 STAGES = ("build-data", "sft", "train-reward")  # what this diagnostic reads from the run
 
 
@@ -117,7 +110,7 @@ def main() -> None:
         gains = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)}
         results.append({
             "reward_model": str(rm_dir), **vote_metrics(rm_dir), "on_policy": check["agreement"],
-            "gaussian_rho": gaussian_rho(check["agreement"]["accuracy"]),
+            "implied_rho": check["agreement"]["implied_rho"],
             "corr_rm": {f: check["corr_rm"][f] for f in FEATURES},
             "best_of_n_gold_gain": gains,
             "share_of_oracle_gain": {n: gains[n]["mean"] / oracle[n]["mean"] for n in gains},
@@ -139,7 +132,7 @@ def main() -> None:
               f"{r.get('gap_to_ceiling', float('nan')):>6.3f} "
               f"{a['accuracy']:>8.3f} [{a['accuracy_ci_low']:.3f}, {a['accuracy_ci_high']:.3f}] "
               + " ".join(f"{r['corr_rm'][f]:>+6.2f}" for f in FEATURES)
-              + f" {r['gaussian_rho']:>+5.2f} {bon[2]['mean']:>+9.3f} {bon[samples]['mean']:>+9.3f}"
+              + f" {r['implied_rho']:>+5.2f} {bon[2]['mean']:>+9.3f} {bon[samples]['mean']:>+9.3f}"
               + f" {r['share_of_oracle_gain'][samples]:>9.2f}")
 
 

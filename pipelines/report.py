@@ -281,13 +281,23 @@ def _on_policy_lines(r: RunReader) -> list[str]:
              f"- On {_fmt(a['pairs'], 0)} within-prompt pairs of SFT samples ({check.get('samples_per_prompt')} per "
              f"prompt) it orders the pair as gold does {_fmt(a.get('accuracy'))} [{_fmt(a.get('accuracy_ci_low'))}, "
              f"{_fmt(a.get('accuracy_ci_high'))}] of the time (0.5 is chance). This, not accuracy on human pairs, "
-             "is what best-of-n and PPO depend on.", "",
+             "is what best-of-n and PPO depend on.", *_implied_rho_line(a), "",
              "Within-prompt correlation of each score with parts of gold (mean over prompts):", ""]
     feats = list(rm)
     lines += _table(["score", *feats], [["reward model", *[rm[f] for f in feats]],
                                         ["gold", *[gold.get(f) for f in feats]],
                                         ["(mean value)", *[check.get("mean", {}).get(f) for f in feats]]])
     return lines
+
+
+def _implied_rho_line(a: dict) -> list[str]:
+    """The within-prompt correlation with gold that the agreement implies (`implied_correlation`), if recorded."""
+    if a.get("implied_rho") is None:
+        return []
+    return [f"  For jointly normal scores that is a correlation of {_fmt(a['implied_rho'])} "
+            f"[{_fmt(a.get('implied_rho_ci_low'))}, {_fmt(a.get('implied_rho_ci_high'))}] with gold within a prompt: "
+            "best-of-n by the reward model, and to first order PPO through it, gain that fraction of what they "
+            "would gain against gold itself."]
 
 
 def _gold_parts_lines(r: RunReader) -> list[str]:

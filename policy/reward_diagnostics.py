@@ -7,9 +7,10 @@ held-out pair accuracy can be high while the on-policy ranking is near chance; t
 raise the reward and not the true quality. In the simulated world, gold scores every sample, so the
 on-policy ranking can be measured directly:
 
-    from policy.reward_diagnostics import on_policy_agreement, within_prompt_correlation
+    from policy.reward_diagnostics import implied_correlation, on_policy_agreement, within_prompt_correlation
     on_policy_agreement(rm_grid, gold_grid)       # [B, S] scores of S samples for each of B prompts
     within_prompt_correlation(rm_grid, feature)   # e.g. feature = number of hallucinated facts per sample
+    implied_correlation(0.555)                    # -> 0.17: the share of gold's signal PPO and best-of-n get
 
 Pairs are formed only within a prompt (that is what best-of-n and PPO's advantages compare), and the
 interval is a bootstrap over prompts, since pairs that share a prompt are not independent.
@@ -51,12 +52,29 @@ def on_policy_agreement(
     per_prompt_agree = agree.sum(1)
     boot = np.random.default_rng(seed).integers(0, rm.shape[0], size=(n_boot, rm.shape[0]))
     ratios = per_prompt_agree[boot].sum(1) / np.maximum(per_prompt_n[boot].sum(1), 1)
+    accuracy, low, high = per_prompt_agree.sum() / per_prompt_n.sum(), np.percentile(ratios, 2.5), np.percentile(ratios, 97.5)
     return {
-        "accuracy": float(per_prompt_agree.sum() / per_prompt_n.sum()),
-        "accuracy_ci_low": float(np.percentile(ratios, 2.5)),
-        "accuracy_ci_high": float(np.percentile(ratios, 97.5)),
+        "accuracy": float(accuracy),
+        "accuracy_ci_low": float(low),
+        "accuracy_ci_high": float(high),
         "pairs": float(per_prompt_n.sum()),
+        # monotone in the accuracy, so the interval maps over
+        "implied_rho": implied_correlation(accuracy),
+        "implied_rho_ci_low": implied_correlation(low),
+        "implied_rho_ci_high": implied_correlation(high),
     }
+
+
+def implied_correlation(agreement: float) -> float:
+    """The correlation rho of jointly normal scores that order pairs alike with probability `agreement`
+    (Kendall's tau = 2 agreement - 1 = (2 / pi) arcsin rho).
+
+    Why it matters: for such scores, best-of-n picked by the reward model gains rho times what best-of-n
+    picked by gold gains, and a small policy step along the reward model's gradient gains, to first order,
+    rho times what the same step along gold's would. Agreement 0.555 sounds like "above chance"; rho 0.17
+    says how little of gold's within-prompt signal that passes on. A rank measure on purpose: a pooled
+    Pearson correlation is dominated by the few broken samples both scores put last."""
+    return float(np.sin(np.pi * (float(agreement) - 0.5)))
 
 
 def within_prompt_correlation(score: np.ndarray, feature: np.ndarray) -> float:

@@ -57,6 +57,7 @@ def test_report_is_written_from_this_run(tiny_run: Path) -> None:
     assert f"{rm['rm/accuracy']:.3f}" in report
     on_policy = json.loads((tiny_run / "eval-policy" / "on_policy_reward.json").read_text())["agreement"]
     assert "rank the policy's own samples" in report and f"{on_policy['accuracy']:.3f} [" in report
+    assert f"a correlation of {on_policy['implied_rho']:.3f} [" in report
     vs_sft = json.loads((tiny_run / "eval-policy" / "vs_sft.json").read_text())
     last_ppo = max((m for m in vs_sft if m.startswith("PPO step")), key=lambda m: int(m.split()[-1]))
     assert f"Paired on the same {int(vs_sft[last_ppo]['gold_win']['prompts'])} prompts" in report

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from policy.reward_diagnostics import on_policy_agreement, within_prompt_correlation
+from policy.reward_diagnostics import implied_correlation, on_policy_agreement, within_prompt_correlation
 
 
 def test_agreement_counts_within_prompt_pairs_by_hand():
@@ -50,3 +50,19 @@ def test_shapes_are_checked_with_names():
         on_policy_agreement(np.zeros((2, 3)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="score and feature"):
         within_prompt_correlation(np.zeros(3), np.zeros(3))
+
+
+def test_implied_correlation_by_hand_and_on_normal_scores():
+    assert implied_correlation(0.5) == pytest.approx(0.0)
+    assert implied_correlation(1.0) == pytest.approx(1.0) and implied_correlation(0.0) == pytest.approx(-1.0)
+    assert implied_correlation(2 / 3) == pytest.approx(0.5)  # tau = 1/3 = (2/pi) arcsin(1/2)
+    # Jointly normal within-prompt scores with correlation 0.4: the agreement maps back to about 0.4, and
+    # best-of-4 by the noisy score gains about 0.4 of what best-of-4 by gold gains.
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=(4000, 4))
+    rm = 0.4 * gold + np.sqrt(1 - 0.4**2) * rng.normal(size=gold.shape) + rng.normal(size=(4000, 1)) * 5
+    out = on_policy_agreement(rm, gold, min_gold_gap=0.0)
+    assert out["implied_rho"] == pytest.approx(0.4, abs=0.03)
+    assert out["implied_rho_ci_low"] < out["implied_rho"] < out["implied_rho_ci_high"]
+    by_rm = gold[np.arange(len(gold)), rm.argmax(1)].mean()
+    assert by_rm / gold.max(1).mean() == pytest.approx(0.4, abs=0.05)

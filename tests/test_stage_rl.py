@@ -139,6 +139,7 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     check = json.loads((out / "on_policy_reward.json").read_text())
     assert check["samples_per_prompt"] == 4 and check["agreement"]["pairs"] > 0
     assert metrics["eval/on_policy/rm_gold_accuracy"] == check["agreement"]["accuracy"]
+    assert metrics["eval/on_policy/rm_gold_implied_rho"] == pytest.approx(np.sin(np.pi * (check["agreement"]["accuracy"] - 0.5)))
     assert set(check["corr_gold"]) == {"coverage", "precision", "n_hallucinated", "n_summary_facts", "n_words"}
     # The paired comparison with SFT: every other method, on the same prompts; best-of-1 IS the SFT pool.
     vs_sft = json.loads((out / "vs_sft.json").read_text())
