@@ -113,7 +113,8 @@ def main() -> None:
             "implied_rho": check["agreement"]["implied_rho"],
             "corr_rm": {f: check["corr_rm"][f] for f in FEATURES},
             "best_of_n_gold_gain": gains,
-            "share_of_oracle_gain": {n: gains[n]["mean"] / oracle[n]["mean"] for n in gains},
+            "share_of_oracle_gain": {n: gains[n]["mean"] / oracle[n]["mean"] if oracle[n]["mean"] > 0 else float("nan")
+                                     for n in gains},
         })
     out = {"commit": commit, "run": str(args.run), "prompts": len(held), "samples": samples,
            "seed": cfg.eval_policy.seed, "corr_gold": corr_gold, "oracle_best_of_n_gold_gain": oracle,

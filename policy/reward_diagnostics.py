@@ -70,8 +70,8 @@ def implied_correlation(agreement: float) -> float:
     (Kendall's tau = 2 agreement - 1 = (2 / pi) arcsin rho).
 
     Why it matters: for such scores, best-of-n picked by the reward model gains rho times what best-of-n
-    picked by gold gains, and a small policy step along the reward model's gradient gains, to first order,
-    rho times what the same step along gold's would. Agreement 0.555 sounds like "above chance"; rho 0.17
+    picked by gold gains, and a small policy step along the reward model's gradient gains, roughly and to
+    first order, rho times what the same step along gold's would. Agreement 0.555 sounds like "above chance"; rho 0.17
     says how little of gold's within-prompt signal that passes on. A rank measure on purpose: a pooled
     Pearson correlation is dominated by the few broken samples both scores put last."""
     return float(np.sin(np.pi * (float(agreement) - 0.5)))
