@@ -106,7 +106,8 @@ def main() -> None:
         score_responses(pool, held, rows_of, scorer, gold_score)
         check = on_policy_reward_check(pool, held)
         corr_gold = {f: check["corr_gold"][f] for f in FEATURES}  # gold's side: the same for every reward model
-        oracle = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed, by_gold=True) for n in (2, samples)}
+        if not oracle:  # gold's own best-of-n: the same for every reward model, so computed once
+            oracle = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed, by_gold=True) for n in (2, samples)}
         gains = {n: best_of_n_gain(pool, n, cfg.eval_policy.seed) for n in (2, samples)}
         results.append({
             "reward_model": str(rm_dir), **vote_metrics(rm_dir), "on_policy": check["agreement"],
