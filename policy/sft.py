@@ -13,8 +13,13 @@ at the end (`keep_start`), losing the TL;DR and its EOS, so such rows are droppe
 
 Steps:
 1. Drop rows whose prompt + completion + EOS exceed `max_length` (counted).
-2. Optional short-context warm-up (`short_context_steps`): the same rows with the POST section removed
-   (title -> TL;DR), saved to out_dir/short_context and skipped on a rerun once there.
+2. Optional pretraining (`pretrain_steps`): plain language modelling on each row's whole text (prompt +
+   TL;DR, loss on every token), saved to out_dir/pretrain and skipped on a rerun once there.
+   Why: Stiennon et al. fine-tune a pretrained LM, which has read text of every kind; a from-scratch policy
+   trained on the completion only has never been asked to predict a title, a question or a number, and its
+   next-token ranking there is flat. Input-only steering (`policy.goals`) measures exactly that ranking.
+   Then the optional short-context warm-up (`short_context_steps`): the same rows with the POST section
+   removed (title -> TL;DR), saved to out_dir/short_context and skipped on a rerun once there.
    Why: a from-scratch 2-layer policy trained on full ~150-token prompts alone learns the TL;DR template
    but copies no fact from the post in a 5-minute CPU budget; with a few dozen tokens to attend to it
    learns to copy within a few hundred cheap steps, and keeps doing so on full prompts.
@@ -59,6 +64,13 @@ class SFTStageConfig(BaseModel):
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(
         640, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted)."
+    )
+    pretrain_steps: int = Field(
+        0,
+        ge=0,
+        description="Optimizer steps of plain language modelling on whole texts (prompt + TL;DR, loss on every "
+        "token) before the other phases; 0 = off. For a from-scratch tiny policy: the stand-in for starting from "
+        "a pretrained LM, which has learned the posts' language and not just the TL;DR slot (see module docstring).",
     )
     short_context_steps: int = Field(
         0,
@@ -137,12 +149,14 @@ def greedy_samples(
     return out
 
 
-def make_sft_config(cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> SFTConfig:
+def make_sft_config(
+    cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool, completion_only: bool = True
+) -> SFTConfig:
     """TRL's SFTConfig from ours; every GPU-leaning TRL default set explicitly."""
     return SFTConfig(
         **common_training_args(cfg, out_dir, report_to, has_eval),
         max_length=cfg.max_length,
-        completion_only_loss=True,
+        completion_only_loss=completion_only,
         packing=False,
     )
 
@@ -158,11 +172,15 @@ def _train_phase(
     log: LogFn | None,
     prefix: str,
 ) -> tuple[CompletionOnlySFTTrainer, dict[str, float], float]:
-    """One SFTTrainer run (resumable from out_dir/checkpoints): the trainer, `prefix/...` metrics, seconds."""
+    """One SFTTrainer run (resumable from out_dir/checkpoints): the trainer, `prefix/...` metrics, seconds.
+
+    A `text` dataset (language modelling) is trained on every token; a prompt/completion one on the completion.
+    """
     has_eval = eval_ds is not None and len(eval_ds) > 0
+    completion_only = "text" not in train.column_names
     trainer = CompletionOnlySFTTrainer(
         model=model,
-        args=make_sft_config(cfg, out_dir, report_to or [], has_eval),
+        args=make_sft_config(cfg, out_dir, report_to or [], has_eval, completion_only),
         train_dataset=train,
         eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer,
@@ -183,29 +201,34 @@ def short_context_rows(rows: Dataset) -> Dataset:
     return rows.map(lambda r: {"prompt": without_post_body(r["prompt"])}, desc="title-only prompts")
 
 
-def _short_context_warmup(
+def whole_text_rows(rows: Dataset) -> Dataset:
+    """Each (prompt, completion) row as one `text` (language modelling: the loss covers every token)."""
+    return rows.map(lambda r: {"text": r["prompt"] + r["completion"]}, remove_columns=rows.column_names,
+                    desc="whole texts")
+
+
+def _cached_phase(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     train: Dataset,
     eval_ds: Dataset | None,
-    out_dir: Path,
+    phase_dir: Path,
+    steps: int,
     cfg: SFTStageConfig,
     report_to: list[str] | None,
     log: LogFn | None,
+    prefix: str,
 ) -> tuple[PreTrainedModel, dict[str, float], float]:
-    """Step 2 of the module docstring; a finished warm-up in out_dir/short_context is loaded, not redone."""
+    """An early phase (pretraining, warm-up) run once: a finished one in `phase_dir` is loaded, not redone."""
     from policy.models import load_causal_lm
 
-    phase_dir = out_dir / "short_context"
     done = phase_dir / "WARMUP_DONE"
     if done.exists():
-        print(f"[sft] short-context warm-up already done: loading {phase_dir}")
+        print(f"[sft] {phase_dir.name} phase already done: loading {phase_dir}")
         return load_causal_lm(phase_dir), {}, 0.0
-    phase_cfg = cfg.model_copy(update={"max_steps": cfg.short_context_steps})
-    short_eval = short_context_rows(eval_ds) if eval_ds is not None and len(eval_ds) else None
+    phase_cfg = cfg.model_copy(update={"max_steps": steps})
     trainer, metrics, runtime = _train_phase(
-        model, tokenizer, short_context_rows(train), short_eval, phase_dir, phase_cfg, report_to, log,
-        prefix="sft_short",
+        model, tokenizer, train, eval_ds, phase_dir, phase_cfg, report_to, log, prefix=prefix
     )
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(phase_dir)
@@ -261,12 +284,20 @@ def train_sft(
     metrics: dict[str, float] = {}
     runtime = 0.0
 
-    # 2. Short-context warm-up (title -> TL;DR), once.
-    if cfg.short_context_steps > 0:
-        model, warm_metrics, warm_runtime = _short_context_warmup(model, tokenizer, train, eval_ds, out_dir, cfg,
-                                                                  report_to, log)
-        metrics.update(warm_metrics)
-        runtime += warm_runtime
+    # 2. Optional pretraining on whole texts, then the short-context warm-up (title -> TL;DR), each once.
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    phases = [
+        ("pretrain", cfg.pretrain_steps, whole_text_rows, "sft_pretrain"),
+        ("short_context", cfg.short_context_steps, short_context_rows, "sft_short"),
+    ]
+    for name, steps, rows_of, prefix in phases:
+        if steps > 0:
+            model, phase_metrics, phase_runtime = _cached_phase(
+                model, tokenizer, rows_of(train), rows_of(eval_ds) if has_eval else None, out_dir / name, steps,
+                cfg, report_to, log, prefix,
+            )
+            metrics.update(phase_metrics)
+            runtime += phase_runtime
 
     # 3. Train on the full prompts.
     trainer, phase_metrics, phase_runtime = _train_phase(

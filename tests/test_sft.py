@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.sft import SFTStageConfig, greedy_samples, short_context_rows, train_sft
+from policy.sft import SFTStageConfig, greedy_samples, short_context_rows, train_sft, whole_text_rows
 from trl import SFTConfig, SFTTrainer
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
@@ -129,6 +129,44 @@ def test_short_context_warmup_runs_once_before_full_prompts(task, tmp_path):
     train_sft(_model(tok), tok, data, out, cfg.model_copy(update={"resume": False}), [],
               log=lambda m, s: keys.extend(m))
     assert "sft_short/train/loss" not in keys and "sft/train/loss" in keys
+
+
+def _prompt_nll(model, tok, rows) -> float:
+    """Mean NLL of the prompt tokens (what completion-only SFT never trains)."""
+    model.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for prompt in rows["prompt"][:8]:
+            ids = tok(prompt, return_tensors="pt").input_ids
+            total += float(model(input_ids=ids, labels=ids).loss) * (ids.shape[1] - 1)
+            n += ids.shape[1] - 1
+    return total / n
+
+
+def test_pretraining_trains_every_token_once_before_the_other_phases(task, tmp_path):
+    """`pretrain_steps`: language modelling on whole texts. Its model predicts the prompts themselves, which
+    completion-only SFT of the same length leaves untrained; it runs once, before the warm-up."""
+    tok, data = task
+    assert whole_text_rows(data["validation"])["text"][0] == data["validation"][0]["prompt"] + data["validation"][0]["completion"]
+    out = tmp_path / "sft"
+    cfg = _cfg(pretrain_steps=30, short_context_steps=2, max_steps=2, n_samples=0, eval_steps=0, save_steps=100,
+               logging_steps=1)
+    keys: list[str] = []
+    train_sft(_model(tok), tok, data, out, cfg, [], log=lambda m, s: keys.extend(m))
+    assert (out / "pretrain" / "WARMUP_DONE").exists() and (out / "short_context" / "WARMUP_DONE").exists()
+    order = [next(i for i, k in enumerate(keys) if k.startswith(p + "/")) for p in ("sft_pretrain", "sft_short", "sft")]
+    assert order == sorted(order), keys
+    from policy.models import load_causal_lm
+
+    completion_only = _model(tok)
+    train_sft(completion_only, tok, data, tmp_path / "plain", _cfg(max_steps=30, n_samples=0, eval_steps=0), [])
+    pretrained = _prompt_nll(load_causal_lm(out / "pretrain"), tok, data["validation"])
+    plain = _prompt_nll(completion_only, tok, data["validation"])
+    assert pretrained < 0.5 * plain
+    keys.clear()
+    train_sft(_model(tok), tok, data, out, cfg.model_copy(update={"resume": False}), [],
+              log=lambda m, s: keys.extend(m))
+    assert not any(k.startswith(("sft_pretrain/", "sft_short/")) for k in keys) and "sft/train/loss" in keys
 
 
 def test_rejects_pad_equal_eos(task, tmp_path):
