@@ -131,3 +131,22 @@ def test_init_ids_warm_start_from_the_given_trigger(tiny):
     assert len(res.trigger_ids) == len(start)
     with pytest.raises(ValueError, match="init_ids is empty"):
         gcg.run(model, tok, prompt, " back", cfg, init_ids=[])
+
+
+def test_restarts_start_over_from_word_tokens_only_while_failing(tiny):
+    """`restarts`: after num_steps without success the search starts again from random word tokens (every
+    position replaced, not one swap); a search that succeeds stops without restarting."""
+    model, tok = tiny
+    prompt = toy_prompts(1)[0]
+    target_id = tok(" money", add_special_tokens=False)["input_ids"][0]
+    cfg = gcg.GCGConfig(n_tokens=6, num_steps=2, search_width=4, topk=4, seed=0, early_stop=False, restarts=2)
+    res = gcg.run(model, tok, prompt, target_id, cfg)
+    assert res.steps == 6
+    ids = [tok(h.trigger, add_special_tokens=False)["input_ids"] for h in res.history]
+    assert sum(a != b for a, b in zip(ids[1], ids[2])) >= 4  # step 3 is a restart: most positions new
+    assert sum(a != b for a, b in zip(ids[0], ids[1])) <= 1  # step 2 is one GCG swap
+    words = [t for t in tok.batch_decode([[i] for i in ids[2]]) if t.startswith(" ") and t[1:].isalpha()]
+    assert len(words) >= 5  # the restart's random words, one GCG swap after
+    easy = gcg.run(model, tok, prompt, " money", gcg.GCGConfig(n_tokens=5, num_steps=40, search_width=64, seed=0,
+                                                                restarts=3))
+    assert easy.success and easy.steps == easy.steps_to_success <= 40

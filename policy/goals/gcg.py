@@ -70,6 +70,13 @@ class GCGConfig(BaseModel):
         description="Initialize the trigger with the target's first token repeated k times (when it is allowed) "
         "instead of init_token: a warm start a model that copies from its context responds to.",
     )
+    restarts: int = Field(
+        0,
+        ge=0,
+        description="Further searches of num_steps each, from k random word tokens, while none has succeeded: "
+        "a search stuck in a bad basin starts over instead of spending its steps there. The steps of every "
+        "search count towards steps_to_success.",
+    )
     seed: int = Field(0, description="Seed of candidate sampling.")
     show_progress: bool = Field(False, description="Show a tqdm bar over steps.")
 
@@ -191,6 +198,18 @@ def retokenization_filter(tokenizer: PreTrainedTokenizerBase, candidates: torch.
     return candidates[keep]
 
 
+def _restart_tokens(tokenizer: PreTrainedTokenizerBase, banned: set[int]) -> list[int]:
+    """Allowed word tokens (" word"): restart triggers drawn from them read as text and round-trip."""
+    words = []
+    for i in range(len(tokenizer)):
+        s = tokenizer.decode([i])
+        if i not in banned and len(s) > 1 and s[0] == " " and s[1:].isalpha():
+            words.append(i)
+    if not words:
+        raise ValueError("restarts > 0 needs word tokens (' word') in the vocabulary to restart from")
+    return words
+
+
 # ----------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_trigger(
@@ -265,10 +284,16 @@ def run(
         t0 = time.perf_counter()
         if cfg.early_stop and float(init_wins) >= cfg.success_fraction:
             steps_to_success, seconds_to_success = 0, 0.0
-        bar = tqdm(range(1, cfg.num_steps + 1), desc="gcg", disable=not cfg.show_progress)
+        words = _restart_tokens(tokenizer, banned_set) if cfg.restarts else []
+        total_steps = cfg.num_steps * (1 + cfg.restarts)
+        bar = tqdm(range(1, total_steps + 1), desc="gcg", disable=not cfg.show_progress)
         for step in bar:
             if steps_to_success is not None and cfg.early_stop:
                 break
+            if step > 1 and (step - 1) % cfg.num_steps == 0:
+                # a restart: the search so far failed; start again from random words (best-ever is kept)
+                pick = torch.randint(0, len(words), (trigger.numel(),), generator=gen)
+                trigger = torch.tensor([words[int(i)] for i in pick], dtype=torch.long, device=device)
             ts = time.perf_counter()
             # 2. gradient of the target loss w.r.t. the one-hot trigger indicators: (k, V)
             grad, _, _ = _onehot_grad(model, cases, trigger)
