@@ -90,7 +90,7 @@ def main() -> None:
     def restarts(prompt: str, target: int, i: int) -> bool:
         rng = random.Random(i)
         for a, steps in enumerate(split):
-            update: dict = {"num_steps": steps, "seed": 2000 + 10 * i + a}
+            update: dict = {"num_steps": steps, "seed": 2000 + 10 * i + a, "restarts": 0}  # its own restarts
             if a:
                 update |= {"init_with_target": False, "init_token": tok.decode([rng.choice(words)])}
             if gcg.run(model, tok, prompt, target, base.model_copy(update=update)).success:
