@@ -147,7 +147,8 @@ def test_pretraining_trains_every_token_once_before_the_other_phases(task, tmp_p
     """`pretrain_steps`: language modelling on whole texts. Its model predicts the prompts themselves, which
     completion-only SFT of the same length leaves untrained; it runs once, before the warm-up."""
     tok, data = task
-    assert whole_text_rows(data["validation"])["text"][0] == data["validation"][0]["prompt"] + data["validation"][0]["completion"]
+    first = data["validation"][0]
+    assert whole_text_rows(data["validation"])["text"][0] == first["prompt"] + first["completion"]
     out = tmp_path / "sft"
     cfg = _cfg(pretrain_steps=30, short_context_steps=2, max_steps=2, n_samples=0, eval_steps=0, save_steps=100,
                logging_steps=1)
