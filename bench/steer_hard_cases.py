@@ -56,7 +56,7 @@ def main() -> None:
     from pipelines import configio
     from pipelines.config import ExperimentConfig
     from policy.goals import gcg, soft_prompt
-    from policy.goals.common import frozen, not_allowed_token_ids, prepare_case
+    from policy.goals.common import frozen, not_allowed_token_ids, prepare_case, word_token_ids
     from policy.goals.suite import target_steering_prompts
     from policy.models import load_causal_lm, load_tokenizer
 
@@ -79,7 +79,7 @@ def main() -> None:
         return
 
     banned = set(not_allowed_token_ids(tok).tolist())
-    words = [i for i in range(len(tok)) if i not in banned and tok.decode([i])[1:].isalpha() and tok.decode([i])[0] == " "]
+    words = word_token_ids(tok, banned)
     base = cfg.target.gcg.model_copy(update={"n_tokens": cfg.target.k})
     wide = base.model_copy(update={"search_width": 4 * base.search_width, "topk": 4 * base.topk})
     split = [base.num_steps - 2 * (base.num_steps // 3), base.num_steps // 3, base.num_steps // 3]

@@ -152,6 +152,18 @@ def not_allowed_token_ids(tokenizer: PreTrainedTokenizerBase, allow_non_ascii: b
     return torch.tensor(sorted(bad), dtype=torch.long)
 
 
+def word_token_ids(tokenizer: PreTrainedTokenizerBase, banned: set[int]) -> list[int]:
+    """Allowed word tokens (" word"): triggers drawn from them read as text and round-trip (GCG restarts)."""
+    words = []
+    for i in range(len(tokenizer)):
+        s = tokenizer.decode([i])
+        if i not in banned and len(s) > 1 and s[0] == " " and s[1:].isalpha():
+            words.append(i)
+    if not words:
+        raise ValueError("the tokenizer has no allowed word token (' word') to draw a trigger from")
+    return words
+
+
 def single_token_id(tokenizer: PreTrainedTokenizerBase, candidates: list[str], banned: set[int]) -> int:
     """First of `candidates` that is exactly one allowed token (used to initialize triggers)."""
     for text in candidates:

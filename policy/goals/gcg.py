@@ -36,6 +36,7 @@ from policy.goals.common import (
     split_prompt,
     target_loss_from_hidden,
     trigger_perplexity,
+    word_token_ids,
 )
 
 
@@ -198,18 +199,6 @@ def retokenization_filter(tokenizer: PreTrainedTokenizerBase, candidates: torch.
     return candidates[keep]
 
 
-def _restart_tokens(tokenizer: PreTrainedTokenizerBase, banned: set[int]) -> list[int]:
-    """Allowed word tokens (" word"): restart triggers drawn from them read as text and round-trip."""
-    words = []
-    for i in range(len(tokenizer)):
-        s = tokenizer.decode([i])
-        if i not in banned and len(s) > 1 and s[0] == " " and s[1:].isalpha():
-            words.append(i)
-    if not words:
-        raise ValueError("restarts > 0 needs word tokens (' word') in the vocabulary to restart from")
-    return words
-
-
 # ----------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate_trigger(
@@ -284,7 +273,7 @@ def run(
         t0 = time.perf_counter()
         if cfg.early_stop and float(init_wins) >= cfg.success_fraction:
             steps_to_success, seconds_to_success = 0, 0.0
-        words = _restart_tokens(tokenizer, banned_set) if cfg.restarts else []
+        words: list[int] = []  # restart tokens, listed on the first restart (most searches never restart)
         total_steps = cfg.num_steps * (1 + cfg.restarts)
         bar = tqdm(range(1, total_steps + 1), desc="gcg", disable=not cfg.show_progress)
         for step in bar:
@@ -292,6 +281,7 @@ def run(
                 break
             if step > 1 and (step - 1) % cfg.num_steps == 0:
                 # a restart: the search so far failed; start again from random words (best-ever is kept)
+                words = words or word_token_ids(tokenizer, banned_set)
                 pick = torch.randint(0, len(words), (trigger.numel(),), generator=gen)
                 trigger = torch.tensor([words[int(i)] for i in pick], dtype=torch.long, device=device)
             ts = time.perf_counter()
