@@ -189,8 +189,10 @@ def main() -> None:
         "overrides": args.overrides, "commit": git_commit(), "seed": cfg.ppo.seed, "device": device,
         "eval_split": ecfg.split, "eval_prompts": len(held), "eval_samples_per_prompt": ecfg.samples_per_prompt,
         "updates": result.num_updates, "train_seconds": round(seconds, 1),
-        "kl_final": round(result.history[-1]["objective/kl"], 3),
-        "explained_variance_2nd_half": round(float(np.mean([m["ppo/val/explained_variance"] for m in late])), 3),
+        # A rerun of a finished training only evaluates: no update history then.
+        "kl_final": round(result.history[-1]["objective/kl"], 3) if result.history else None,
+        "explained_variance_2nd_half":
+            round(float(np.mean([m["ppo/val/explained_variance"] for m in late])), 3) if late else None,
         **{k: v for k, v in by_update[num_updates].items() if k != "kl_to_sft"},
         "by_update": {str(u): {k: v for k, v in r.items() if k != "gold_parts"} for u, r in sorted(by_update.items())},
     }
