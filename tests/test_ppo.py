@@ -245,3 +245,31 @@ def test_leave_one_out_baseline_learns_and_cancels_a_constant_reward(tokenizer, 
     policy, ref, value = make_models(tokenizer)
     train_ppo(policy, ref, value, tokenizer, prompts, per_prompt_constant, flat, tmp_path / "raw")
     assert any(not torch.equal(init[k], v) for k, v in policy.state_dict().items())
+
+
+def test_data_parallel_ranks_split_prompts_and_stay_in_sync(tmp_path: Path) -> None:
+    """Two CPU processes (torchrun, gloo), as `accelerate launch` runs PPO on several GPUs: each rank rolls out
+    its own prompts, the all-reduced gradients keep policy and value identical on both ranks, and the logged
+    metrics are the process average, the same on every rank (so the NaN guard stops both together)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(root), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests/scripts/ddp_ppo.py"), str(tmp_path)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert len(r0["prompts"]) == len(r1["prompts"]) == 3 * 8 and r0["prompts"] != r1["prompts"]
+    for part in ("policy", "value"):
+        assert all(torch.equal(r0[part][k], r1[part][k]) for k in r0[part]), part
+    assert any(not torch.equal(r0["init"][k], r0["policy"][k]) for k in r0["init"])  # and they did train
+    assert len(r0["history"]) == 3
+    for key in ("objective/scores", "objective/kl", "ppo/loss/value", "ppo/policy/approxkl_avg"):
+        assert [m[key] for m in r0["history"]] == [m[key] for m in r1["history"]], key
+    assert (tmp_path / "ppo" / "policy" / "config.json").is_file()
