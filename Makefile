@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo scrape sim-reddit build-data sft train-reward eval-reward ppo eval-policy steer report bench clean
+.PHONY: setup test demo scrape sim-reddit build-data pretrain sft train-reward eval-reward ppo eval-policy steer report bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,12 @@ scrape: setup
 build-data: setup
 	$(PY) -m pipelines build-data --config $(CONFIG) $(ARGS)
 
-sft: setup
+# A from-scratch policy is pretrained first (the stand-in for a hub checkpoint; skipped once done or when
+# pretrain.steps is 0), so `make sft` after `make scrape` works on its own.
+pretrain: setup
+	$(PY) -m pipelines pretrain --config $(CONFIG) $(ARGS)
+
+sft: pretrain
 	$(PY) -m pipelines sft --config $(CONFIG) $(ARGS)
 
 train-reward: setup

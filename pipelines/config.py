@@ -20,7 +20,7 @@ from policy.evaluate import EvalPolicyConfig
 from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
-from policy.sft import SFTStageConfig
+from policy.sft import PretrainConfig, SFTStageConfig
 from policy.trl_baselines import TRLBaselineConfig
 from reward_model.train import RewardStageConfig
 
@@ -121,6 +121,7 @@ class ExperimentConfig(BaseModel):
     data: DatasetsConfig = Field(default_factory=DatasetsConfig)
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     policy: ModelSpec = Field(default_factory=ModelSpec)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     sft: SFTStageConfig = Field(default_factory=SFTStageConfig)
     reward: RewardStageConfig = Field(default_factory=RewardStageConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)

@@ -10,7 +10,7 @@ import time
 from pipelines.config import ExperimentConfig
 from pipelines.stages import STAGES, run_root, run_stage
 
-PIPELINE = ("scrape", "build-data", "sft", "train-reward", "ppo", "eval-policy", "steer", "report")
+PIPELINE = ("scrape", "build-data", "pretrain", "sft", "train-reward", "ppo", "eval-policy", "steer", "report")
 
 
 def run_demo(cfg: ExperimentConfig, force: bool = False, source: str = "") -> dict[str, float]:

@@ -381,7 +381,7 @@ def _timing_section(r: RunReader) -> tuple[list[str], list[tuple[str, float]]]:
     for done in sorted(r.root.glob("*/DONE.json")):
         info = json.loads(done.read_text())
         rows.append((info["stage"], float(info.get("seconds", 0))))
-    order = ["scrape", "build-data", "sft", "train-reward", "eval-reward", "ppo", "eval-policy", "steer"]
+    order = ["scrape", "build-data", "pretrain", "sft", "train-reward", "eval-reward", "ppo", "eval-policy", "steer"]
     rows.sort(key=lambda x: order.index(x[0]) if x[0] in order else len(order))
     lines = ["## 6. Wall time per stage", ""]
     lines += _table(["stage", "seconds"], [[s, round(t, 1)] for s, t in rows] + [["total", round(sum(t for _, t in rows), 1)]])

@@ -13,13 +13,8 @@ at the end (`keep_start`), losing the TL;DR and its EOS, so such rows are droppe
 
 Steps:
 1. Drop rows whose prompt + completion + EOS exceed `max_length` (counted).
-2. Optional pretraining (`pretrain_steps`): plain language modelling on each row's whole text (prompt +
-   TL;DR, loss on every token), saved to out_dir/pretrain and skipped on a rerun once there.
-   Why: Stiennon et al. fine-tune a pretrained LM, which has read text of every kind; a from-scratch policy
-   trained on the completion only has never been asked to predict a title, a question or a number, and its
-   next-token ranking there is flat. Input-only steering (`policy.goals`) measures exactly that ranking.
-   Then the optional short-context warm-up (`short_context_steps`): the same rows with the POST section
-   removed (title -> TL;DR), saved to out_dir/short_context and skipped on a rerun once there.
+2. Optional short-context warm-up (`short_context_steps`): the same rows with the POST section removed
+   (title -> TL;DR), saved to out_dir/short_context and skipped on a rerun once there.
    Why: a from-scratch 2-layer policy trained on full ~150-token prompts alone learns the TL;DR template
    but copies no fact from the post in a 5-minute CPU budget; with a few dozen tokens to attend to it
    learns to copy within a few hundred cheap steps, and keeps doing so on full prompts.
@@ -27,6 +22,13 @@ Steps:
    on a CPU its loss projects only the completion positions through the LM head (`policy.sft_loss`).
 4. Save model + tokenizer to `out_dir` (save_pretrained).
 5. Greedy samples on the first `n_samples` validation prompts.
+
+`pretrain_lm` is the step before SFT for a from-scratch policy (the `pretrain` stage): plain language
+modelling on each row's whole text (prompt + TL;DR, loss on every token), with the SFT optimizer settings.
+Why: Stiennon et al. fine-tune a pretrained LM, which has read text of every kind; a from-scratch policy
+trained on the completion only has never been asked to predict a title, a question or a number, and its
+next-token ranking there is flat. Input-only steering (`policy.goals`) measures exactly that ranking. A hub
+checkpoint needs no such step (`pretrain.steps: 0`).
 """
 
 from __future__ import annotations
@@ -65,13 +67,6 @@ class SFTStageConfig(BaseModel):
     max_length: int = Field(
         640, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted)."
     )
-    pretrain_steps: int = Field(
-        0,
-        ge=0,
-        description="Optimizer steps of plain language modelling on whole texts (prompt + TL;DR, loss on every "
-        "token) before the other phases; 0 = off. For a from-scratch tiny policy: the stand-in for starting from "
-        "a pretrained LM, which has learned the posts' language and not just the TL;DR slot (see module docstring).",
-    )
     short_context_steps: int = Field(
         0,
         ge=0,
@@ -97,6 +92,34 @@ class SFTStageConfig(BaseModel):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (GPU, big models).")
     resume: bool = Field(True, description="Resume from the newest checkpoint in the output's checkpoints/.")
     seed: int = Field(0, description="Seed of shuffling and subsampling.")
+
+
+class PretrainConfig(BaseModel):
+    """Language modelling on whole texts before SFT (the `pretrain` stage), with the `sft` optimizer settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(
+        0,
+        ge=0,
+        description="Optimizer steps of plain language modelling on each SFT row's whole text (prompt + TL;DR, loss "
+        "on every token); 0 = off (a hub checkpoint). For a from-scratch tiny policy: the stand-in for starting from "
+        "a pretrained LM, which has learned the posts' language and not just the TL;DR slot (see policy/sft.py).",
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate of this phase; None = sft.learning_rate (batch size, schedule, "
+        "max_length and seed are always the sft section's).",
+    )
+
+
+@dataclass
+class PretrainResult:
+    """Where the pretrained policy went (model + tokenizer), its steps, seconds and `pretrain/...` metrics."""
+
+    model_dir: Path
+    steps: int
+    runtime_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -224,7 +247,7 @@ def _cached_phase(
 
     done = phase_dir / "WARMUP_DONE"
     if done.exists():
-        print(f"[sft] {phase_dir.name} phase already done: loading {phase_dir}")
+        print(f"[{prefix}] phase already done: loading {phase_dir}")
         return load_causal_lm(phase_dir), {}, 0.0
     phase_cfg = cfg.model_copy(update={"max_steps": steps})
     trainer, metrics, runtime = _train_phase(
@@ -235,6 +258,76 @@ def _cached_phase(
         done.write_text(f"{trainer.state.global_step} steps\n")
     trainer.accelerator.wait_for_everyone()
     return trainer.model, metrics, runtime
+
+
+@dataclass
+class SFTRows:
+    """The rows every phase trains on: training rows that fit `max_length`, the eval rows, the validation split."""
+
+    train: Dataset
+    eval: Dataset | None  # up to max_eval_rows validation rows that fit; None without validation rows
+    validation: Dataset | None
+    n_dropped: int  # training rows dropped as too long
+
+
+def prepare_rows(sft_dataset_dict: DatasetDict, tokenizer: PreTrainedTokenizerBase, cfg: SFTStageConfig) -> SFTRows:
+    """Check the SFT-row schema and the tokenizer, then keep only rows whose TL;DR (and EOS) fit."""
+    if "train" not in sft_dataset_dict:
+        raise ValueError(f"SFT rows need a 'train' split; have {list(sft_dataset_dict.keys())}")
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError(
+            "SFT tokenizer needs a pad token distinct from eos (else EOS is masked out and never learned): "
+            "use policy.models.load_tokenizer"
+        )
+    for name, split in sft_dataset_dict.items():
+        missing = [c for c in SFT_COLUMNS if c not in split.column_names]
+        if missing:
+            raise ValueError(f"SFT split {name!r} lacks column(s) {missing}; expected the SFT-row schema")
+    keep_cols = list(SFT_COLUMNS)
+    train = _subsample(sft_dataset_dict["train"], cfg.max_train_rows, cfg.seed).select_columns(keep_cols)
+    train, n_dropped = _fits(train, tokenizer, cfg.max_length)
+    if len(train) == 0:
+        raise ValueError(f"no SFT row fits sft.max_length={cfg.max_length} tokens")
+    validation = sft_dataset_dict.get("validation")
+    eval_ds = None
+    if validation is not None and len(validation):
+        eval_ds, _ = _fits(_subsample(validation, cfg.max_eval_rows, cfg.seed).select_columns(keep_cols),
+                           tokenizer, cfg.max_length)
+    return SFTRows(train, eval_ds if eval_ds is not None and len(eval_ds) else None, validation, n_dropped)
+
+
+def _as_model(model_or_path: str | Path | PreTrainedModel) -> PreTrainedModel:
+    if isinstance(model_or_path, PreTrainedModel):
+        return model_or_path
+    from policy.models import load_causal_lm
+
+    return load_causal_lm(model_or_path)
+
+
+def pretrain_lm(
+    model_or_path: str | Path | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    sft_dataset_dict: DatasetDict,
+    out_dir: str | Path,
+    cfg: SFTStageConfig,
+    pretrain: PretrainConfig,
+    report_to: list[str] | None = None,
+    log: LogFn | None = None,
+) -> PretrainResult:
+    """Language modelling on each SFT row's whole text for `pretrain.steps` steps (see module docstring); the
+    model and tokenizer go to `out_dir`. A finished run there is loaded, not redone; an interrupted one resumes."""
+    if pretrain.steps <= 0:
+        raise ValueError("pretrain.steps is 0: there is nothing to pretrain (start SFT from the policy itself)")
+    out_dir = Path(out_dir)
+    rows = prepare_rows(sft_dataset_dict, tokenizer, cfg)
+    phase_cfg = cfg.model_copy(update={"learning_rate": pretrain.learning_rate or cfg.learning_rate})
+    model, metrics, runtime = _cached_phase(
+        _as_model(model_or_path), tokenizer, whole_text_rows(rows.train),
+        whole_text_rows(rows.eval) if rows.eval is not None else None, out_dir, pretrain.steps, phase_cfg,
+        report_to, log, prefix="pretrain",
+    )
+    tokenizer.save_pretrained(out_dir)
+    return PretrainResult(out_dir, pretrain.steps, runtime, metrics)
 
 
 def train_sft(
@@ -248,60 +341,28 @@ def train_sft(
 ) -> SFTResult:
     """Fine-tune a causal LM on `sft_dataset_dict["train"]` (SFT-row schema), save it to `out_dir`.
 
-    With "wandb" in `report_to` the Trainer's curves go to the already-open wandb run.
+    With "wandb" in `report_to` the Trainer's curves go to the already-open wandb run. A from-scratch policy
+    should come from `pretrain_lm` first (the `pretrain` stage).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if "train" not in sft_dataset_dict:
-        raise ValueError(f"SFT rows need a 'train' split; have {list(sft_dataset_dict.keys())}")
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError(
-            "SFT tokenizer needs a pad token distinct from eos (else EOS is masked out and never learned): "
-            "use policy.models.load_tokenizer"
-        )
-    for name, split in sft_dataset_dict.items():
-        missing = [c for c in SFT_COLUMNS if c not in split.column_names]
-        if missing:
-            raise ValueError(f"SFT split {name!r} lacks column(s) {missing}; expected the SFT-row schema")
-
     # 1. Keep only rows whose TL;DR (and EOS) fit.
-    keep_cols = list(SFT_COLUMNS)
-    train = _subsample(sft_dataset_dict["train"], cfg.max_train_rows, cfg.seed).select_columns(keep_cols)
-    train, n_dropped = _fits(train, tokenizer, cfg.max_length)
-    if len(train) == 0:
-        raise ValueError(f"no SFT row fits sft.max_length={cfg.max_length} tokens")
-    validation = sft_dataset_dict.get("validation")
-    eval_ds = None
-    if validation is not None and len(validation):
-        eval_ds, _ = _fits(_subsample(validation, cfg.max_eval_rows, cfg.seed).select_columns(keep_cols),
-                           tokenizer, cfg.max_length)
-
-    model = model_or_path
-    if not isinstance(model, PreTrainedModel):
-        from policy.models import load_causal_lm
-
-        model = load_causal_lm(model_or_path)
+    rows = prepare_rows(sft_dataset_dict, tokenizer, cfg)
+    model = _as_model(model_or_path)
     metrics: dict[str, float] = {}
     runtime = 0.0
 
-    # 2. Optional pretraining on whole texts, then the short-context warm-up (title -> TL;DR), each once.
-    has_eval = eval_ds is not None and len(eval_ds) > 0
-    phases = [
-        ("pretrain", cfg.pretrain_steps, whole_text_rows, "sft_pretrain"),
-        ("short_context", cfg.short_context_steps, short_context_rows, "sft_short"),
-    ]
-    for name, steps, rows_of, prefix in phases:
-        if steps > 0:
-            model, phase_metrics, phase_runtime = _cached_phase(
-                model, tokenizer, rows_of(train), rows_of(eval_ds) if has_eval else None, out_dir / name, steps,
-                cfg, report_to, log, prefix,
-            )
-            metrics.update(phase_metrics)
-            runtime += phase_runtime
+    # 2. Optional short-context warm-up (title -> TL;DR), once.
+    if cfg.short_context_steps > 0:
+        model, metrics, runtime = _cached_phase(
+            model, tokenizer, short_context_rows(rows.train),
+            short_context_rows(rows.eval) if rows.eval is not None else None, out_dir / "short_context",
+            cfg.short_context_steps, cfg, report_to, log, prefix="sft_short",
+        )
 
     # 3. Train on the full prompts.
     trainer, phase_metrics, phase_runtime = _train_phase(
-        model, tokenizer, train, eval_ds, out_dir, cfg, report_to, log, prefix="sft"
+        model, tokenizer, rows.train, rows.eval, out_dir, cfg, report_to, log, prefix="sft"
     )
     metrics.update(phase_metrics)
     runtime += phase_runtime
@@ -311,7 +372,7 @@ def train_sft(
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-        source = validation if validation is not None and len(validation) else train
+        source = rows.validation if rows.validation is not None and len(rows.validation) else rows.train
         if cfg.n_samples:
             samples = greedy_samples(
                 trainer.model, tokenizer, source.select(range(min(cfg.n_samples, len(source)))), cfg.max_new_tokens
@@ -321,8 +382,8 @@ def train_sft(
         model_dir=out_dir,
         global_step=trainer.state.global_step,
         train_runtime_s=runtime,
-        n_train_rows=len(train),
-        n_dropped_too_long=n_dropped,
+        n_train_rows=len(rows.train),
+        n_dropped_too_long=rows.n_dropped,
         metrics=metrics,
         samples=samples,
     )

@@ -9,7 +9,9 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.sft import SFTStageConfig, greedy_samples, short_context_rows, train_sft, whole_text_rows
+from policy.sft import (
+    PretrainConfig, SFTStageConfig, greedy_samples, pretrain_lm, short_context_rows, train_sft, whole_text_rows,
+)
 from trl import SFTConfig, SFTTrainer
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange"]
@@ -143,31 +145,35 @@ def _prompt_nll(model, tok, rows) -> float:
     return total / n
 
 
-def test_pretraining_trains_every_token_once_before_the_other_phases(task, tmp_path):
-    """`pretrain_steps`: language modelling on whole texts. Its model predicts the prompts themselves, which
-    completion-only SFT of the same length leaves untrained; it runs once, before the warm-up."""
+def test_pretraining_trains_every_token_once_then_sft_starts_from_it(task, tmp_path):
+    """`pretrain_lm` (the `pretrain` stage): language modelling on whole texts. Its model predicts the prompts
+    themselves, which completion-only SFT of the same length leaves untrained; a rerun loads it, not redoes it."""
     tok, data = task
     first = data["validation"][0]
     assert whole_text_rows(data["validation"])["text"][0] == first["prompt"] + first["completion"]
-    out = tmp_path / "sft"
-    cfg = _cfg(pretrain_steps=30, short_context_steps=2, max_steps=2, n_samples=0, eval_steps=0, save_steps=100,
-               logging_steps=1)
+    out = tmp_path / "pretrain"
+    cfg = _cfg(short_context_steps=2, max_steps=2, n_samples=0, eval_steps=0, save_steps=100, logging_steps=1)
     keys: list[str] = []
-    train_sft(_model(tok), tok, data, out, cfg, [], log=lambda m, s: keys.extend(m))
-    assert (out / "pretrain" / "WARMUP_DONE").exists() and (out / "short_context" / "WARMUP_DONE").exists()
-    order = [next(i for i, k in enumerate(keys) if k.startswith(p + "/")) for p in ("sft_pretrain", "sft_short", "sft")]
-    assert order == sorted(order), keys
-    from policy.models import load_causal_lm
+    result = pretrain_lm(_model(tok), tok, data, out, cfg, PretrainConfig(steps=30), [], log=lambda m, s: keys.extend(m))
+    assert result.steps == 30 and (out / "WARMUP_DONE").read_text().startswith("30 steps")
+    assert "pretrain/train/loss" in keys and not any(k.startswith("sft") for k in keys)
+    from policy.models import load_causal_lm, load_tokenizer
 
+    assert load_tokenizer(out).get_vocab() == tok.get_vocab()  # the folder loads like a hub checkpoint
     completion_only = _model(tok)
     train_sft(completion_only, tok, data, tmp_path / "plain", _cfg(max_steps=30, n_samples=0, eval_steps=0), [])
-    pretrained = _prompt_nll(load_causal_lm(out / "pretrain"), tok, data["validation"])
+    pretrained = _prompt_nll(load_causal_lm(out), tok, data["validation"])
     plain = _prompt_nll(completion_only, tok, data["validation"])
     assert pretrained < 0.5 * plain
     keys.clear()
-    train_sft(_model(tok), tok, data, out, cfg.model_copy(update={"resume": False}), [],
-              log=lambda m, s: keys.extend(m))
-    assert not any(k.startswith(("sft_pretrain/", "sft_short/")) for k in keys) and "sft/train/loss" in keys
+    again = pretrain_lm(_model(tok), tok, data, out, cfg, PretrainConfig(steps=30), [], log=lambda m, s: keys.extend(m))
+    assert not keys and again.runtime_s == 0.0
+    # SFT from the pretrained folder: warm-up, then the full prompts.
+    train_sft(out, tok, data, tmp_path / "sft", cfg, [], log=lambda m, s: keys.extend(m))
+    order = [next(i for i, k in enumerate(keys) if k.startswith(p + "/")) for p in ("sft_short", "sft")]
+    assert order == sorted(order), keys
+    with pytest.raises(ValueError, match="pretrain.steps is 0"):
+        pretrain_lm(_model(tok), tok, data, tmp_path / "none", cfg, PretrainConfig(steps=0))
 
 
 def test_rejects_pad_equal_eos(task, tmp_path):

@@ -1,6 +1,7 @@
-"""`sft`, `train-reward` and `eval-reward` stages: the supervised policy and the upvote reward model.
+"""`pretrain`, `sft`, `train-reward` and `eval-reward` stages: the supervised policy and the upvote reward model.
 
-sft:          build-data/{tokenizer,sft}            -> sft/model (policy + tokenizer, save_pretrained)
+pretrain:     build-data/{tokenizer,sft}            -> pretrain/model (policy + tokenizer; nothing when pretrain.steps is 0)
+sft:          build-data/{tokenizer,sft}, pretrain  -> sft/model (policy + tokenizer, save_pretrained)
 train-reward: build-data/pairs, sft/model           -> train-reward/model (+ reward_config.json), evaluation
 eval-reward:  train-reward/model, build-data/pairs  -> eval-reward/ (tables, reliability.png)
 """
@@ -10,13 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.pairs import sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.probes import fact_swap_pairs
 from pipelines.stages import Context, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
-from policy.sft import train_sft
+from policy.sft import pretrain_lm, train_sft
 from reward_model.evaluate import evaluate_reward_model, format_table
 from reward_model.scoring import RewardScorer
 from reward_model.train import train_reward_model
@@ -30,16 +32,48 @@ def _sim(ctx: Context) -> bool:
     return ctx.cfg.scrape.source == "sim"
 
 
+def _initial_policy(cfg, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """The policy before any training: `policy.name_or_path` (hub or local), or a tiny GPT-2 from the config."""
+    if cfg.policy.name_or_path:
+        model = load_causal_lm(cfg.policy.name_or_path)
+        model.resize_token_embeddings(len(tokenizer))
+        return model
+    return build_tiny_causal_lm(tokenizer, cfg.policy)
+
+
+@register("pretrain", "Language modelling on whole texts (post + TL;DR): a from-scratch policy's stand-in for a "
+          "pretrained LM (pretrain.steps; 0 = nothing to do).", resumable=True)
+def pretrain_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg
+    if cfg.pretrain.steps == 0:
+        print("[pretrain] pretrain.steps is 0: nothing to do, sft starts from the policy itself")
+        return {"pretrain/steps": 0}
+    data_dir = ctx.stage_path("build-data")
+    tokenizer = load_tokenizer(data_dir / "tokenizer")
+    model = _initial_policy(cfg, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[pretrain] policy: {type(model).__name__}, {n_params / 1e6:.2f}M parameters, {cfg.pretrain.steps} steps")
+    rows = datasets.load_from_disk(str(data_dir / "sft"))
+    result = pretrain_lm(model, tokenizer, rows, ctx.out / "model", cfg.sft, cfg.pretrain,
+                         report_to=_report_to(ctx), log=ctx.tracker.log)
+    ctx.tracker.artifact(f"{cfg.run.name}-pretrained-policy", "model", ctx.out / "model")
+    return {**result.metrics, "pretrain/steps": result.steps, "pretrain/params": n_params}
+
+
 @register("sft", "Supervised fine-tuning of the policy on (post -> author TL;DR) rows (TRL SFTTrainer).", resumable=True)
 def sft_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
     tokenizer = load_tokenizer(data_dir / "tokenizer")
-    if cfg.policy.name_or_path:
-        model = load_causal_lm(cfg.policy.name_or_path)
-        model.resize_token_embeddings(len(tokenizer))
+    if cfg.pretrain.steps > 0:
+        base = ctx.stage_path("pretrain") / "model"
+        if not (base / "config.json").is_file():
+            raise RuntimeError(f"pretrain.steps is {cfg.pretrain.steps} but {base} holds no model (that stage ran "
+                               "with pretrain.steps 0): rerun it with `python -m pipelines pretrain ... --force`")
+        print(f"[sft] starting from the pretrained policy in {base}")
+        model = load_causal_lm(base)
     else:
-        model = build_tiny_causal_lm(tokenizer, cfg.policy)
+        model = _initial_policy(cfg, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[sft] policy: {type(model).__name__}, {n_params / 1e6:.2f}M parameters")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-rows", "dataset", data_dir / "sft", use=True)
