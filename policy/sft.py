@@ -247,6 +247,10 @@ def _cached_phase(
 
     done = phase_dir / "WARMUP_DONE"
     if done.exists():
+        ran = done.read_text().split()[0]
+        if ran != str(steps):
+            raise ValueError(f"{phase_dir} holds a finished {prefix} phase of {ran} steps, but {steps} are asked for: "
+                             f"delete {phase_dir} to train it again, or ask for {ran}")
         print(f"[{prefix}] phase already done: loading {phase_dir}")
         return load_causal_lm(phase_dir), {}, 0.0
     phase_cfg = cfg.model_copy(update={"max_steps": steps})

@@ -168,6 +168,8 @@ def test_pretraining_trains_every_token_once_then_sft_starts_from_it(task, tmp_p
     keys.clear()
     again = pretrain_lm(_model(tok), tok, data, out, cfg, PretrainConfig(steps=30), [], log=lambda m, s: keys.extend(m))
     assert not keys and again.runtime_s == 0.0
+    with pytest.raises(ValueError, match="finished pretrain phase of 30 steps, but 60 are asked for"):
+        pretrain_lm(_model(tok), tok, data, out, cfg, PretrainConfig(steps=60))
     # SFT from the pretrained folder: warm-up, then the full prompts.
     train_sft(out, tok, data, tmp_path / "sft", cfg, [], log=lambda m, s: keys.extend(m))
     order = [next(i for i, k in enumerate(keys) if k.startswith(p + "/")) for p in ("sft_short", "sft")]
