@@ -100,6 +100,13 @@ class RLSection(BaseModel):
         "(ppo/gold_control/policy, a row in eval-policy). A control, not a method: it separates 'PPO cannot "
         "learn this' from 'the upvote reward model cannot see it'.",
     )
+    gold_control_scale: Literal["reward_model"] | float = Field(
+        "reward_model",
+        description="What the gold control optimizes: 'reward_model' = gold shifted and scaled so that reference "
+        "TL;DRs have the reward model's mean and spread (the same ppo.kl_coef then weighs the KL penalty against "
+        "the score as much as it does for the reward model; raw gold's spread is ~8x smaller), or a number: gold "
+        "times it (1.0 = raw gold).",
+    )
 
     @field_validator("baselines")
     @classmethod

@@ -34,7 +34,9 @@ def _row(rng: random.Random, i: int) -> dict:
     return {
         "post_id": f"p{i}", "subreddit": "relationships", "score": rng.randint(1, 50), "created_utc": 1.7e9 + i,
         "prompt": f"SUBREDDIT: r/relationships\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:",
-        "completion": f" my {who} broke my {what} worth $300",
+        # TL;DRs of three qualities (gold differs): all facts, one fact left out, one fact wrong.
+        "completion": [f" my {who} broke my {what} worth $300", f" my {who} broke my {what}",
+                       f" my {who} broke my {THINGS[(THINGS.index(what) + 1) % len(THINGS)]} worth $300"][i % 3],
         "post_text": f"{title}\n\n{post}",
     }
 
@@ -101,7 +103,7 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert (ppo / "checkpoints").is_dir() and (ppo / "baselines" / "rloo" / "policy" / "config.json").is_file()
     control = AutoModelForCausalLM.from_pretrained(ppo / "gold_control" / "policy")  # PPO against the gold score
     assert any(not torch.equal(v, sft.state_dict()[k]) for k, v in control.state_dict().items())
-    assert metrics["gold_control/seconds"] > 0
+    assert metrics["gold_control/seconds"] > 0 and metrics["gold_control/gold_scale"] > 0
     curve = [json.loads(line) for line in (ppo / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve if "objective/scores" in r] == [1, 2, 3, 4]
     assert "objective/gold" in curve[0]  # source sim: gold tracked during training
@@ -214,3 +216,22 @@ def test_load_finished_sim_run(tmp_path: Path, capsys) -> None:
     assert cfg is not None and cfg.eval_policy.max_prompts == 3
     with pytest.raises(SystemExit, match="scrape.source is 'reddit'"):
         load_finished_sim_run(run, real, [], stages)
+
+
+def test_gold_control_optimizes_gold_on_the_reward_models_scale(run_root: Path) -> None:
+    """`rl.gold_control_scale: reward_model`: over the reference TL;DRs, shifted and scaled gold has the reward
+    model's mean and spread, so one kl_coef weighs the KL penalty against both scores alike."""
+    from data.sim.gold import gold_score
+    from pipelines.stages.rl import gold_on_reward_scale
+    from reward_model.scoring import RewardScorer
+
+    rows = datasets.load_from_disk(str(run_root / "build-data" / "sft"))["train"]
+    scorer = RewardScorer.from_pretrained(run_root / "train-reward" / "model", batch_size=8)
+    shift, scale = gold_on_reward_scale(scorer, rows, n=1000)
+    rm = scorer.score(list(rows["prompt"]), list(rows["completion"])).double().numpy()
+    gold = np.array([gold_score(p, c) for p, c in zip(rows["post_text"], rows["completion"])])
+    assert gold.std() > 0 and abs(scale - rm.std() / gold.std()) < 1e-9
+    scaled = (gold - shift) * scale
+    assert scaled.mean() == pytest.approx(rm.mean(), abs=1e-6) and scaled.std() == pytest.approx(rm.std(), rel=1e-6)
+    with pytest.raises(ValueError, match="no spread"):
+        gold_on_reward_scale(scorer, rows.select([0]))

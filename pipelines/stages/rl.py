@@ -141,28 +141,53 @@ def critic_init_dir(choice: str, rm_dir: Path, same_vocab: bool) -> Path | None:
     return rm_dir
 
 
+def gold_on_reward_scale(scorer: RewardScorer, rows: datasets.Dataset, n: int = 256, seed: int = 0) -> tuple[float, float]:
+    """(shift, scale) that put gold on the reward model's scale: over up to `n` reference TL;DRs of `rows`,
+    (gold - shift) * scale has the reward model's mean and standard deviation there."""
+    rows = rows.shuffle(seed=seed).select(range(min(n, len(rows))))
+    rm = scorer.score(list(rows["prompt"]), list(rows["completion"])).double().numpy()
+    gold = np.array([gold_score(p, c) for p, c in zip(rows["post_text"], rows["completion"])])
+    if gold.std() == 0:
+        raise ValueError("gold has no spread over the reference TL;DRs: cannot match the reward model's scale")
+    scale = float(rm.std() / gold.std())
+    return float(gold.mean() - rm.mean() / scale), scale
+
+
 def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
-                  prompts: datasets.Dataset) -> dict:
+                  rows: datasets.Dataset, scorer: RewardScorer) -> dict:
     """PPO with the same settings against the gold score instead of the reward model (simulated world only:
     `ExperimentConfig` refuses rl.gold_control for other sources).
 
     Why: if this control raises gold and PPO on the upvote reward does not, the bottleneck is what the reward
     model sees, not the optimizer. `gold_score` reads the formatted prompt (its TL;DR: line is cut off).
+    Gold is put on the reward model's scale first (`rl.gold_control_scale`): the KL penalty is weighed against
+    the score's spread, and raw gold's is ~8x smaller, so with the same kl_coef raw gold is a different
+    experiment (measured: responses shrink from 24 to 13 tokens and gold falls, `docs/ppo-settings.md`).
     """
     out = ctx.out / "gold_control"
     if (out / "policy" / "config.json").is_file():
         print(f"[ppo] gold control: trained policy in {out / 'policy'}: skipped")
         return {}
+    choice = ctx.cfg.rl.gold_control_scale
+    shift, scale = gold_on_reward_scale(scorer, rows, seed=ctx.cfg.run.seed) if choice == "reward_model" else (0.0, choice)
+    print(f"[ppo] gold control: optimizes (gold - {shift:.3f}) * {scale:.2f} (rl.gold_control_scale={choice})")
+
+    def scaled_gold(prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return (batch_gold(prompts, responses) - shift) * scale
+
     policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     value_model = build_value_model(policy, critic_init)
     started = time.time()
-    result = train_ppo(policy, ref_policy, value_model, tokenizer, prompts, batch_gold, ctx.cfg.ppo, out,
+    result = train_ppo(policy, ref_policy, value_model, tokenizer, rows.select_columns(["prompt", "post_text"]),
+                       scaled_gold, ctx.cfg.ppo, out,
                        log=lambda m, step: ctx.tracker.log({f"gold_control/{k}": v for k, v in m.items()}, step),
                        gold_fn=batch_gold)
     seconds = time.time() - started
-    (out / "result.json").write_text(json.dumps({"seconds": seconds, "updates": result.num_updates}, indent=1))
+    (out / "result.json").write_text(json.dumps(
+        {"seconds": seconds, "updates": result.num_updates, "gold_shift": shift, "gold_scale": scale}, indent=1))
     print(f"[ppo] gold control: {result.num_updates} updates in {seconds:.0f} s -> {result.policy_dir}")
-    return {"gold_control/seconds": seconds, **{f"gold_control/{k}": v for k, v in result.final_metrics.items()}}
+    return {"gold_control/seconds": seconds, "gold_control/gold_shift": shift, "gold_control/gold_scale": scale,
+            **{f"gold_control/{k}": v for k, v in result.final_metrics.items()}}
 
 
 @register("ppo", "PPO on the SFT policy against the upvote reward model (+ RLOO/GRPO baselines if configured).",
@@ -220,7 +245,7 @@ def ppo_stage(ctx: Context) -> dict:
                "time/ppo_train_seconds": ppo_seconds}
 
     if cfg.rl.gold_control:
-        metrics.update(_gold_control(ctx, sft_dir, tokenizer, critic_dir, prompts))
+        metrics.update(_gold_control(ctx, sft_dir, tokenizer, critic_dir, rows, scorer))
 
     # Critic-free baselines from the same SFT policy, prompts and reward (skipped when already trained).
     for base in cfg.rl.baselines:
