@@ -1,6 +1,8 @@
 """Which PPO settings can raise gold at all? Train PPO from a finished run's SFT policy against the simulated
 world's gold score (or the run's reward model) with `ppo.*` overrides, then compare it with SFT on the same
-held-out prompts (paired gold gain, bootstrap interval), as eval-policy does.
+held-out prompts (paired gold gain, bootstrap interval), as eval-policy does. Gold is put on the scale
+`rl.gold_control_scale` names, as the ppo stage's gold control is (the reward model's by default;
+`rl.gold_control_scale=1.0` is raw gold, what the rows in docs/ppo-settings.md before 782c29a optimized).
 
 Cheaper than rerunning `ppo` + `eval-policy` (no RM-PPO, no baselines, SFT sampled once and cached), so
 several settings can be tried on a CPU. Choose settings on `eval_policy.split=validation`, not on the test
@@ -32,6 +34,7 @@ from data.sim.gold import gold_score
 from pipelines.rundir import git_commit, load_finished_sim_run
 from pipelines.stages.rl import (
     PolicySnapshots, batch_gold, critic_init_dir, gold_parts, list_snapshots, load_held_out, same_vocab,
+    scaled_gold_reward,
 )
 from policy.evaluate import EvalPolicyConfig, HeldOut, paired_gain, per_prompt_gold, sample_responses, settings
 from policy.models import load_causal_lm, load_tokenizer
@@ -47,7 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run", type=Path, default=Path("runs/demo"),
                         help="finished simulated-world run directory (build-data, sft, train-reward)")
     parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"), help="the run's config YAML")
-    parser.add_argument("--reward", choices=["gold", "rm"], default="gold", help="what PPO optimizes")
+    parser.add_argument("--reward", choices=["gold", "rm"], default="gold",
+                        help="what PPO optimizes: gold (on the scale rl.gold_control_scale names) or the reward model")
     parser.add_argument("--reward-model", type=Path, default=None,
                         help="reward model directory for --reward rm (default: the run's train-reward/model)")
     parser.add_argument("--out", type=Path, default=Path("runs/ppo-settings/default"),
@@ -165,8 +169,13 @@ def main() -> None:
 
     policy, ref = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     value = build_value_model(policy, critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab(tokenizer, scorer.tokenizer)))
-    prompts = datasets.load_from_disk(str(args.run / "build-data" / "sft"))["train"].select_columns(["prompt", "post_text"])
-    reward = batch_gold if args.reward == "gold" else scorer
+    rows = datasets.load_from_disk(str(args.run / "build-data" / "sft"))["train"]
+    prompts = rows.select_columns(["prompt", "post_text"])
+    gold_shift, gold_scale = None, None
+    if args.reward == "gold":  # as the ppo stage's gold control: on the scale rl.gold_control_scale names
+        reward, gold_shift, gold_scale = scaled_gold_reward(cfg.rl.gold_control_scale, scorer, rows, seed=cfg.run.seed)
+    else:
+        reward = scorer
     accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=cfg.ppo.gradient_accumulation_steps,
                               mixed_precision="bf16" if cfg.ppo.bf16 else "no")
     num_updates = derive_sizes(cfg.ppo, accelerator.num_processes).num_updates
@@ -186,6 +195,7 @@ def main() -> None:
     late = result.history[len(result.history) // 2:]
     line = {
         "run": str(args.run), "reward": args.reward, "reward_model": str(rm_dir) if args.reward == "rm" else None,
+        "gold_shift": gold_shift, "gold_scale": gold_scale,
         "overrides": args.overrides, "commit": git_commit(), "seed": cfg.ppo.seed, "device": device,
         "eval_split": ecfg.split, "eval_prompts": len(held), "eval_samples_per_prompt": ecfg.samples_per_prompt,
         "updates": result.num_updates, "train_seconds": round(seconds, 1),

@@ -153,6 +153,17 @@ def gold_on_reward_scale(scorer: RewardScorer, rows: datasets.Dataset, n: int = 
     return float(gold.mean() - rm.mean() / scale), scale
 
 
+def scaled_gold_reward(choice: str | float, scorer: RewardScorer, rows: datasets.Dataset, seed: int = 0):
+    """Gold as a PPO reward on the scale `rl.gold_control_scale` names: (reward_fn, shift, scale), the reward
+    being (gold - shift) * scale."""
+    shift, scale = gold_on_reward_scale(scorer, rows, seed=seed) if choice == "reward_model" else (0.0, float(choice))
+
+    def reward(prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return (batch_gold(prompts, responses) - shift) * scale
+
+    return reward, shift, scale
+
+
 def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
                   rows: datasets.Dataset, scorer: RewardScorer) -> dict:
     """PPO with the same settings against the gold score instead of the reward model (simulated world only:
@@ -169,12 +180,8 @@ def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBas
         print(f"[ppo] gold control: trained policy in {out / 'policy'}: skipped")
         return {}
     choice = ctx.cfg.rl.gold_control_scale
-    shift, scale = gold_on_reward_scale(scorer, rows, seed=ctx.cfg.run.seed) if choice == "reward_model" else (0.0, choice)
+    scaled_gold, shift, scale = scaled_gold_reward(choice, scorer, rows, seed=ctx.cfg.run.seed)
     print(f"[ppo] gold control: optimizes (gold - {shift:.3f}) * {scale:.2f} (rl.gold_control_scale={choice})")
-
-    def scaled_gold(prompts: list[str], responses: list[str]) -> torch.Tensor:
-        return (batch_gold(prompts, responses) - shift) * scale
-
     policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
     value_model = build_value_model(policy, critic_init)
     started = time.time()
