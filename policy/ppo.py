@@ -364,6 +364,15 @@ def _scores_tensor(raw: torch.Tensor | Sequence[float], batch: int, device: torc
     return scores
 
 
+def _size_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
+    """Under `accelerate launch` with DeepSpeed, tell it the micro-batch and accumulation: it reads them from
+    a dataloader, and PPO prepares none (its rollouts are made here), so `prepare` would refuse an 'auto'."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
+        plugin.deepspeed_config["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+
+
 def train_ppo(
     policy: PreTrainedModel,
     ref_policy: PreTrainedModel,
@@ -412,6 +421,7 @@ def train_ppo(
     )
     # One LR multiplier per group (policy, value), stepped once per update, not per optimizer step.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multipliers(cfg, sizes.num_updates))
+    _size_deepspeed(accelerator, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     ref_policy.to(accelerator.device)
     kl_ctl = KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)
