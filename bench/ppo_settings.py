@@ -182,7 +182,7 @@ def main() -> None:
     snapshots = PolicySnapshots(policy, tokenizer, args.out / "snapshots", args.eval_every or num_updates, num_updates)
     started = time.time()
     result = train_ppo(policy, ref, value, tokenizer, prompts, reward, cfg.ppo, args.out, gold_fn=batch_gold,
-                       log=lambda metrics, step: snapshots(step) if args.eval_every else None,
+                       log=(lambda metrics, step: snapshots(step)) if args.eval_every else None,
                        accelerator=accelerator)
     seconds = time.time() - started
 

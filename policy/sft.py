@@ -45,6 +45,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig
 
 from data.prompts import without_post_body
+from policy.models import load_causal_lm
 from policy.sft_loss import CompletionOnlySFTTrainer
 from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
 
@@ -243,8 +244,6 @@ def _cached_phase(
     prefix: str,
 ) -> tuple[PreTrainedModel, dict[str, float], float]:
     """An early phase (pretraining, warm-up) run once: a finished one in `phase_dir` is loaded, not redone."""
-    from policy.models import load_causal_lm
-
     done = phase_dir / "WARMUP_DONE"
     if done.exists():
         ran = done.read_text().split()[0]
@@ -301,11 +300,7 @@ def prepare_rows(sft_dataset_dict: DatasetDict, tokenizer: PreTrainedTokenizerBa
 
 
 def _as_model(model_or_path: str | Path | PreTrainedModel) -> PreTrainedModel:
-    if isinstance(model_or_path, PreTrainedModel):
-        return model_or_path
-    from policy.models import load_causal_lm
-
-    return load_causal_lm(model_or_path)
+    return model_or_path if isinstance(model_or_path, PreTrainedModel) else load_causal_lm(model_or_path)
 
 
 def pretrain_lm(
