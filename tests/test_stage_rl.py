@@ -158,6 +158,27 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert parts["best-of-1"] == pytest.approx(parts["SFT"]) and set(parts["SFT"]) == set(check["corr_gold"])
 
 
+def test_forced_rerun_of_a_complete_stage_starts_over(run_root: Path, tmp_path: Path) -> None:
+    """--force on a finished ppo stage retrains with the new config; it used to "resume" from the final
+    checkpoint, train nothing and report the old policy under the new learning rate."""
+    root = tmp_path / "forced"
+    root.mkdir()
+    for stage in ("build-data", "sft", "train-reward"):
+        (root / stage).symlink_to(run_root / stage)
+    sections = {"rl": {"snapshot_every": 2, "baselines": [], "gold_control": False}}
+    run_stage("ppo", _cfg(root, **sections))
+    first = AutoModelForCausalLM.from_pretrained(root / "ppo" / "policy").state_dict()
+    cfg = _cfg(root, **sections)
+    cfg.ppo.learning_rate = 3e-3
+    metrics = run_stage("ppo", cfg, force=True)
+    assert "objective/scores" in metrics  # updates ran
+    curve = [json.loads(line) for line in (root / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve if "objective/scores" in r] == [1, 2, 3, 4]
+    assert curve[-1]["ppo/lr"] < 3e-3 and max(r["ppo/lr"] for r in curve if "ppo/lr" in r) > 1e-3
+    second = AutoModelForCausalLM.from_pretrained(root / "ppo" / "policy").state_dict()
+    assert any(not torch.equal(v, second[k]) for k, v in first.items())
+
+
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
     tok = train_tokenizer(["a b c d e f g"] * 20, vocab_size=300)
     policy = build_tiny_causal_lm(tok, ModelSpec(n_layer=1, n_embd=16, n_head=2, n_positions=32))

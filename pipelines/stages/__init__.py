@@ -58,14 +58,16 @@ class Stage:
     resumable: bool = False  # True: an incomplete folder is resumed (checkpoints), not wiped
     tracked: bool = True  # False: no W&B run (e.g. serving the simulated Reddit)
     always: bool = False  # True: never skipped (the report must reflect the stages as they are now)
+    keep_on_force: bool = False  # True: --force on a complete folder continues from its state too (scrape's shards)
 
 
 STAGES: dict[str, Stage] = {}
 
 
-def register(name: str, help: str, resumable: bool = False, tracked: bool = True, always: bool = False):
+def register(name: str, help: str, resumable: bool = False, tracked: bool = True, always: bool = False,
+             keep_on_force: bool = False):
     def wrap(fn: Callable[[Context], dict]) -> Callable[[Context], dict]:
-        STAGES[name] = Stage(name, fn, help, resumable, tracked, always)
+        STAGES[name] = Stage(name, fn, help, resumable, tracked, always, keep_on_force)
         return fn
 
     return wrap
@@ -113,8 +115,11 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     started = time.time()
-    # A resumable stage continues from its own state (even with --force); others start from an empty folder.
-    sd.start(cfg, fresh=not stage.resumable)
+    # An interrupted resumable stage continues from its own state (even with --force). A complete one that is
+    # forced starts over: resuming from its final checkpoint would train nothing and report the old model
+    # under the new config. Other stages always start from an empty folder.
+    redo_complete = force and sd.is_complete() and not stage.keep_on_force
+    sd.start(cfg, fresh=not stage.resumable or redo_complete)
     tracker = Tracker(
         sd.path,
         name,

@@ -41,7 +41,7 @@ def _sim_credentials() -> Iterator[None]:
 
 
 @register("scrape", "Scrape posts and comments with scores (source: sim | reddit | dumps) into Parquet shards.",
-          resumable=True)
+          resumable=True, keep_on_force=True)
 def scrape_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     records = ctx.out / "records"
