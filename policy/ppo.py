@@ -365,12 +365,17 @@ def _scores_tensor(raw: torch.Tensor | Sequence[float], batch: int, device: torc
 
 
 def _size_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
-    """Under `accelerate launch` with DeepSpeed, tell it the micro-batch and accumulation: it reads them from
-    a dataloader, and PPO prepares none (its rollouts are made here), so `prepare` would refuse an 'auto'."""
+    """Under `accelerate launch` with DeepSpeed, tell it the batch sizes and clipping ourselves: accelerate
+    derives them from a prepared dataloader, and PPO prepares none (its rollouts are made here), so an 'auto'
+    would be refused or filled wrongly (a global batch of one process's micro-batch fails DeepSpeed's check
+    with two processes). Clipping is DeepSpeed's job under it, so it gets ours instead of accelerate's 1.0."""
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None:
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
-        plugin.deepspeed_config["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+        ds = plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
+        ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
+        ds["train_batch_size"] = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+        ds["gradient_clipping"] = cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0
 
 
 def train_ppo(
