@@ -1,52 +1,107 @@
 #!/usr/bin/env bash
-# PPO under `accelerate launch` with the launch configs a user takes to GPUs, on the tiny simulated run:
-#   bash bench/gpu_launch.sh [root]           (default root: runs/launch; one GPU is enough)
-# 1. scrape -> build-data -> pretrain -> sft -> train-reward with configs/tiny.yaml, once (plain python);
-# 2. the ppo stage under `accelerate launch --num_processes 1` with configs/accelerate/single_gpu.yaml, then with
-#    deepspeed_zero2.yaml (needs `pip install deepspeed`), each in its own run folder sharing step 1's stages,
-#    bf16, no gold control or baselines (PPO alone);
-# 3. one line per launch: its exit status and PPO's last update (score, KL, gold).
-# Without a GPU it checks the script itself: the first launch with --cpu, and DeepSpeed skipped.
+# The ppo stage under the launch configs a user takes to GPUs, side by side on the same finished run:
+#   bash bench/gpu_launch.sh [root]                      (default root: runs/launch; one GPU is enough)
+# env: CONFIG  experiment config (default configs/tiny.yaml)
+#      BASE    a finished run folder whose build-data / sft / train-reward the launches share
+#              (default: made here with CONFIG under root/base: scrape -> build-data -> pretrain -> sft -> train-reward)
+#      EXTRA   more overrides for every ppo launch (e.g. "ppo.total_episodes=320")
+# Launches, each in its own run folder, PPO alone (no gold control, no baselines), bf16 on a GPU:
+#   plain          python -m pipelines ppo (no launcher)
+#   single-gpu     accelerate launch, configs/accelerate/single_gpu.yaml
+#   zero2          accelerate launch, configs/accelerate/deepspeed_zero2.yaml with 1 process (needs deepspeed)
+#   zero2-resumed  zero2's older kept checkpoint copied into a fresh folder and launched again: it resumes
+# One line per launch: exit status, wall seconds, the mean of the last 5 updates (score, KL, gold),
+# episodes/s and peak GPU memory; for zero2-resumed, its first update beside zero2's same update.
+# Without a GPU it checks the script itself on the CPU (fp32; single-gpu with --cpu).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 ROOT=${1:-runs/launch}
+CONFIG=${CONFIG:-configs/tiny.yaml}
+read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
 mkdir -p "$ROOT/logs"
 export WANDB_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-COMMON=(--config configs/tiny.yaml run.root="$ROOT" run.wandb.enabled=false)
-PPO_ONLY=(rl.gold_control=false "rl.baselines=[]" ppo.bf16=true)
+COMMON=(--config "$CONFIG" run.root="$ROOT" run.wandb.enabled=false)
 GPU=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))")
+PPO_ONLY=(rl.gold_control=false "rl.baselines=[]" ppo.bf16=$([ "$GPU" = 1 ] && echo true || echo false) "${EXTRA_ARGS[@]}")
+STAGES=(scrape build-data pretrain sft train-reward)
 
-for st in scrape build-data pretrain sft train-reward; do
-  "$PY" -m pipelines "$st" "${COMMON[@]}" run.name=base >"$ROOT/logs/base.$st.log" 2>&1 \
-    || { echo "base $st FAILED (see $ROOT/logs/base.$st.log)"; exit 1; }
-done
+if [ -z "${BASE:-}" ]; then
+  BASE=$ROOT/base
+  for st in "${STAGES[@]}"; do
+    "$PY" -m pipelines "$st" "${COMMON[@]}" run.name=base >"$ROOT/logs/base.$st.log" 2>&1 \
+      || { echo "base $st FAILED (see $ROOT/logs/base.$st.log)"; exit 1; }
+  done
+fi
+BASE=$(cd "$BASE" && pwd)
 
-launch() {  # NAME ACCELERATE_CONFIG [launch flags...]
-  local name=$1 config=$2; shift 2
-  mkdir -p "$ROOT/$name"
-  for st in scrape build-data pretrain sft train-reward; do ln -sfn "../base/$st" "$ROOT/$name/$st"; done
-  "$PY" -m accelerate.commands.launch --config_file "$config" --num_processes 1 "$@" -m pipelines ppo "${COMMON[@]}" \
-    run.name="$name" "${PPO_ONLY[@]}" --force >"$ROOT/logs/$name.ppo.log" 2>&1
-  local rc=$?
-  "$PY" - "$ROOT/$name/ppo/metrics.json" "$name" "$rc" <<'PYEOF'
+link_base() {  # NAME: a run folder whose upstream stages are BASE's
+  mkdir -p "$ROOT/$1"
+  for st in "${STAGES[@]}"; do [ -e "$BASE/$st" ] && ln -sfn "$BASE/$st" "$ROOT/$1/$st"; done
+}
+
+report() {  # NAME EXIT_STATUS SECONDS
+  "$PY" - "$ROOT" "$@" <<'PYEOF'
 import json, sys
 from pathlib import Path
-path, name, rc = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-m = json.loads(path.read_text()) if path.is_file() and rc == "0" else {}
-keys = ("objective/scores", "objective/kl", "objective/gold", "ppo/updates")
-print(f"{name}: exit {rc}; " + ", ".join(f"{k} {m[k]:.3f}" for k in keys if k in m))
+root, name, rc, seconds = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+
+def curve(run):
+    path = root / run / "ppo" / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return {r["step"]: r for r in rows if "objective/scores" in r}
+
+rows = curve(name)
+line = f"{name}: exit {rc}, {seconds} s"
+if rows:
+    last = [rows[s] for s in sorted(rows)[-5:]]
+    mean = lambda k: sum(r.get(k, float("nan")) for r in last) / len(last)
+    line += (f", updates {min(rows)}-{max(rows)}; last 5: score {mean('objective/scores'):+.3f} "
+             f"KL {mean('objective/kl'):.3f} gold {mean('objective/gold'):.3f}; "
+             f"{mean('episodes_per_second'):.1f} episodes/s")
+    if "memory/peak_gb" in last[-1]:
+        line += f", peak {last[-1]['memory/peak_gb']:.2f} GB"
+    if name.endswith("-resumed"):
+        first, full = min(rows), curve(name.removesuffix("-resumed"))
+        if first in full:
+            keys = ("objective/scores", "objective/kl", "ppo/loss/value", "ppo/policy/approxkl_avg")
+            line += f"\n  update {first}, resumed vs uninterrupted: " + ", ".join(
+                f"{k.split('/')[-1]} {rows[first][k]:.4f} vs {full[first][k]:.4f}" for k in keys)
+print(line)
 PYEOF
 }
 
+launch() {  # NAME FORCE COMMAND...: run the ppo stage in ROOT/NAME
+  local name=$1 force=$2; shift 2
+  local start=$SECONDS
+  "$@" -m pipelines ppo "${COMMON[@]}" run.name="$name" "${PPO_ONLY[@]}" $force >"$ROOT/logs/$name.ppo.log" 2>&1
+  report "$name" $? $((SECONDS - start))
+}
+
+ACCEL=("$PY" -m accelerate.commands.launch --num_processes 1)
+link_base plain
+launch plain --force "$PY"
+link_base single-gpu
 if [ "$GPU" = 1 ]; then
-  launch single-gpu configs/accelerate/single_gpu.yaml
-  if "$PY" -c "import deepspeed" 2>/dev/null; then
-    launch zero2 configs/accelerate/deepspeed_zero2.yaml
-  else
-    echo "zero2: skipped (deepspeed is not installed)"
-  fi
+  launch single-gpu --force "${ACCEL[@]}" --config_file configs/accelerate/single_gpu.yaml
 else
-  launch single-cpu configs/accelerate/single_gpu.yaml --cpu
-  echo "zero2: skipped (no GPU)"
+  launch single-gpu --force "${ACCEL[@]}" --config_file configs/accelerate/single_gpu.yaml --cpu
+fi
+if ! "$PY" -c "import deepspeed" >/dev/null 2>&1; then
+  echo "zero2: skipped (deepspeed is not installed: pip install -e '.[deepspeed]')"
+  exit 0
+fi
+ZERO2=("${ACCEL[@]}" --config_file configs/accelerate/deepspeed_zero2.yaml)
+[ "$GPU" = 1 ] || ZERO2+=(--mixed_precision no)
+link_base zero2
+launch zero2 --force "${ZERO2[@]}"
+older=$(ls -d "$ROOT"/zero2/ppo/checkpoints/step-* 2>/dev/null | sort | head -n 1)
+if [ -n "$older" ] && [ "$(ls -d "$ROOT"/zero2/ppo/checkpoints/step-* | wc -l)" -ge 2 ]; then
+  rm -rf "$ROOT/zero2-resumed"
+  link_base zero2-resumed
+  mkdir -p "$ROOT/zero2-resumed/ppo/checkpoints"
+  cp -r "$older" "$ROOT/zero2-resumed/ppo/checkpoints/"
+  launch zero2-resumed "" "${ZERO2[@]}"
+else
+  echo "zero2-resumed: skipped (zero2 kept fewer than 2 checkpoints; set ppo.save_every below the run's updates)"
 fi

@@ -581,6 +581,8 @@ def train_ppo(
         }
         if gold is not None:
             metrics["objective/gold"] = avg(gold)
+        if device.type == "cuda":  # what a launch config needs: the peak on this process's GPU so far
+            metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         if cfg.score_baseline != "none":
             metrics["objective/terminal_reward_std"] = avg(terminal.std().reshape(1))
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
