@@ -372,6 +372,12 @@ def _size_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None:
         ds = plugin.deepspeed_config
+        if ds.get("zero_optimization", {}).get("stage", 0) == 3:
+            raise ValueError(
+                "ppo does not support DeepSpeed ZeRO-3 (zero_stage: 3 in the accelerate config): it generates with "
+                "the unwrapped policy and keeps the reference model outside DeepSpeed, so ZeRO-3's partitioned "
+                "weights would be read as empty; launch ppo with configs/accelerate/deepspeed_zero2.yaml"
+            )
         ds["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
         ds["train_batch_size"] = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
