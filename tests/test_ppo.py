@@ -21,16 +21,25 @@ from policy.ppo import (
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
+def word_tokenizer():
+    """A BPE over WORDS; a plain function too, for the multi-process scripts in tests/scripts/."""
     rnd = random.Random(0)
     return train_tokenizer([" ".join(rnd.choice(WORDS) for _ in range(20)) for _ in range(300)], vocab_size=300)
 
 
-@pytest.fixture(scope="module")
-def prompts() -> list[str]:
+def word_prompts() -> list[str]:
     rnd = random.Random(1)
     return [" ".join(rnd.choice(WORDS) for _ in range(5)) + " TL;DR:" for _ in range(64)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return word_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def prompts() -> list[str]:
+    return word_prompts()
 
 
 def make_models(tokenizer, seed: int = 0):

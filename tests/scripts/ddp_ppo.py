@@ -10,24 +10,19 @@ process-averaged metrics. On a CPU, torchrun needs ACCELERATE_USE_CPU=true, or e
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
 
-from policy.models import train_tokenizer
 from policy.ppo import train_ppo
-from tests.test_ppo import WORDS, count_e, make_models, small_cfg
+from tests.test_ppo import count_e, make_models, small_cfg, word_prompts, word_tokenizer
 
 
 def main() -> None:
     out = Path(sys.argv[1])
-    rnd = random.Random(0)
-    tok = train_tokenizer([" ".join(rnd.choice(WORDS) for _ in range(20)) for _ in range(300)], vocab_size=300)
-    rnd = random.Random(1)
-    prompts = [" ".join(rnd.choice(WORDS) for _ in range(5)) + " TL;DR:" for _ in range(64)]
+    tok, prompts = word_tokenizer(), word_prompts()
     policy, ref, value = make_models(tok)
     init = {k: v.detach().clone() for k, v in policy.state_dict().items()}
     seen: list[str] = []
