@@ -364,11 +364,11 @@ def _scores_tensor(raw: torch.Tensor | Sequence[float], batch: int, device: torc
     return scores
 
 
-def _size_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
-    """Under `accelerate launch` with DeepSpeed, tell it the batch sizes and clipping ourselves: accelerate
-    derives them from a prepared dataloader, and PPO prepares none (its rollouts are made here), so an 'auto'
-    would be refused or filled wrongly (a global batch of one process's micro-batch fails DeepSpeed's check
-    with two processes). Clipping is DeepSpeed's job under it, so it gets ours instead of accelerate's 1.0."""
+def configure_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
+    """Under `accelerate launch` with DeepSpeed, refuse ZeRO-3 and give DeepSpeed PPO's batch sizes and clipping.
+    accelerate derives the micro-batch from a prepared dataloader, and PPO prepares none (its rollouts are made
+    here), so it would refuse the config's 'auto'; the global batch is set with it so the three always agree.
+    Under DeepSpeed the engine clips, and accelerate would give it 1.0 whatever `max_grad_norm` says."""
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
     if plugin is not None:
         ds = plugin.deepspeed_config
@@ -380,7 +380,9 @@ def _size_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
             )
         ds["train_micro_batch_size_per_gpu"] = cfg.per_device_train_batch_size
         ds["gradient_accumulation_steps"] = cfg.gradient_accumulation_steps
-        ds["train_batch_size"] = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+        ds["train_batch_size"] = (
+            cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * accelerator.num_processes
+        )
         ds["gradient_clipping"] = cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0
 
 
@@ -432,7 +434,7 @@ def train_ppo(
     )
     # One LR multiplier per group (policy, value), stepped once per update, not per optimizer step.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multipliers(cfg, sizes.num_updates))
-    _size_deepspeed(accelerator, cfg)
+    configure_deepspeed(accelerator, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     ref_policy.to(accelerator.device)
     kl_ctl = KLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon)

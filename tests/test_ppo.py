@@ -351,15 +351,15 @@ def test_deepspeed_zero2_trains_like_plain_ppo_and_resumes_exactly(tmp_path: Pat
 def test_deepspeed_zero3_is_refused_with_the_config_to_use() -> None:
     from types import SimpleNamespace
 
-    from policy.ppo import _size_deepspeed
+    from policy.ppo import configure_deepspeed
 
     def accelerator(stage: int) -> SimpleNamespace:
         plugin = SimpleNamespace(deepspeed_config={"zero_optimization": {"stage": stage}})
         return SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin), num_processes=2)
 
     with pytest.raises(ValueError, match=r"ZeRO-3.*deepspeed_zero2\.yaml"):
-        _size_deepspeed(accelerator(3), small_cfg())
+        configure_deepspeed(accelerator(3), small_cfg())
     zero2 = accelerator(2)
-    _size_deepspeed(zero2, small_cfg(per_device_train_batch_size=4, gradient_accumulation_steps=2))
+    configure_deepspeed(zero2, small_cfg(per_device_train_batch_size=4, gradient_accumulation_steps=2))
     ds = zero2.state.deepspeed_plugin.deepspeed_config
     assert (ds["train_batch_size"], ds["gradient_clipping"]) == (4 * 2 * 2, 0.0)  # no ppo.max_grad_norm: no clip

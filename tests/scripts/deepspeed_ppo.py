@@ -3,10 +3,10 @@
     accelerate launch --config_file ZERO2.yaml --num_processes 1 tests/scripts/deepspeed_ppo.py OUT_DIR
     python tests/scripts/deepspeed_ppo.py OUT_DIR               (the same run without DeepSpeed)
 
-Writes OUT_DIR/result.pt: the update history, the initial and final policy and the final value parameters, the distributed type
-and the DeepSpeed config the engine was built with. A second run into an OUT_DIR that holds only an earlier
-checkpoint resumes from it, so a test can compare ZeRO-2 with plain training and an interrupted ZeRO-2 run
-with an uninterrupted one.
+Writes OUT_DIR/result.pt: the update history, the initial and final policy and the final value parameters,
+the distributed type and the DeepSpeed config the engine was built with. A second run into an OUT_DIR that
+holds only an earlier checkpoint resumes from it, so a test can compare ZeRO-2 with plain training and an
+interrupted ZeRO-2 run with an uninterrupted one.
 """
 
 from __future__ import annotations
