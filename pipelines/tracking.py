@@ -53,7 +53,8 @@ def _jsonable(value: Any) -> Any:
 class Tracker:
     """Logs one stage: `log` (curves), `table`, `image`, `artifact`, `summary`; `finish` closes W&B.
 
-    Use as a context manager. `enabled=False` keeps the local files and skips W&B (unit tests of stages).
+    Use as a context manager. `enabled=False` keeps the local files and skips W&B (unit tests of stages);
+    `writes=False` (the other processes of a launch) writes nothing at all.
     """
 
     def __init__(
@@ -66,15 +67,18 @@ class Tracker:
         enabled: bool = True,
         wandb_dir: str | Path | None = None,
         job_type: str | None = None,
+        writes: bool = True,
     ) -> None:
         self.stage_dir = Path(stage_dir)
-        self.stage_dir.mkdir(parents=True, exist_ok=True)
         self.stage = stage
         self.config = scrub_secrets(config)
-        self._jsonl = open(self.stage_dir / "metrics.jsonl", "a")
+        self.writes = writes
+        if writes:
+            self.stage_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.stage_dir / "metrics.jsonl", "a") if writes else None
         self._summary: dict[str, Any] = {}
         self.run = None
-        if enabled:
+        if enabled and writes:
             os.environ.setdefault("WANDB_MODE", "offline")
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
@@ -95,6 +99,8 @@ class Tracker:
     # -- curves -------------------------------------------------------------------------------------
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         row = {k: _jsonable(v) for k, v in metrics.items()}
+        if self._jsonl is None:
+            return
         self._jsonl.write(json.dumps({"step": step, **row}) + "\n")
         self._jsonl.flush()
         if self.run is not None:
@@ -102,6 +108,8 @@ class Tracker:
 
     # -- rich objects -------------------------------------------------------------------------------
     def table(self, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+        if not self.writes:
+            return
         path = self.stage_dir / f"{key.replace('/', '_')}.json"
         path.write_text(json.dumps({"columns": columns, "rows": rows}, indent=1, default=str))
         if self.run is not None:
@@ -140,12 +148,15 @@ class Tracker:
     def summary(self, metrics: dict[str, Any]) -> None:
         """Final numbers of the stage: W&B summary and `metrics.json` (what the report reads)."""
         self._summary.update({k: _jsonable(v) for k, v in metrics.items()})
+        if not self.writes:
+            return
         (self.stage_dir / "metrics.json").write_text(json.dumps(self._summary, indent=2, default=str))
         if self.run is not None:
             self.run.summary.update(self._summary)
 
     def finish(self) -> None:
-        self._jsonl.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
         if self.run is not None:
             import wandb
 

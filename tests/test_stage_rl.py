@@ -179,6 +179,43 @@ def test_forced_rerun_of_a_complete_stage_starts_over(run_root: Path, tmp_path: 
     assert any(not torch.equal(v, second[k]) for k, v in first.items())
 
 
+def test_ppo_stage_under_two_processes(run_root: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m pipelines ppo`, as `accelerate launch` runs the stage on two GPUs, here
+    on CPUs: both processes train, the global batch holds both processes' rollouts (half the updates of one
+    process), and only the main process writes the folder (one curve with each update once, one DONE.json).
+    Before, each process took itself for the only one on CPUs and both wrote the same snapshot folder."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = tmp_path / "runs" / "ddp"
+    root.mkdir(parents=True)
+    for stage in ("build-data", "sft", "train-reward"):
+        (root / stage).symlink_to(run_root / stage)
+    cfg = _cfg(root, rl={"snapshot_every": 1, "baselines": [], "gold_control": False})
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    repo = Path(__file__).resolve().parents[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONPATH": str(repo), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+           "WANDB_MODE": "disabled"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipelines", "ppo", "--config", str(config)],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ppo = root / "ppo"
+    metrics = json.loads((ppo / "metrics.json").read_text())
+    assert metrics["ppo/updates"] == 2 and metrics["ppo/batch_size"] == 16  # 32 episodes, 8 per process
+    curve = [json.loads(line) for line in (ppo / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in curve if "objective/scores" in r] == [1, 2]
+    assert [s for s, _ in list_snapshots(ppo)] == [1, 2] and (ppo / "DONE.json").is_file()
+    assert proc.stdout.count("[ppo] done in") == 1  # the main process reports; both trained
+    assert proc.stdout.count("[ppo] 2 updates x 16 episodes") == 2
+
+
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
     tok = train_tokenizer(["a b c d e f g"] * 20, vocab_size=300)
     policy = build_tiny_causal_lm(tok, ModelSpec(n_layer=1, n_embd=16, n_head=2, n_positions=32))

@@ -2,7 +2,8 @@
 
 `run_stage` gives every stage the same life cycle: skip if complete, seed, save the resolved config,
 open a W&B run (one group per run directory), call the function, record its final metrics and the
-commit that produced them, then mark the stage complete.
+commit that produced them, then mark the stage complete. Under `accelerate launch` / torchrun every process
+runs the stage function (training needs them all); only the main one writes the folder and the W&B run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
 
 from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
@@ -99,6 +102,13 @@ def run_root(cfg: ExperimentConfig) -> Path:
     return Path(cfg.run.root) / cfg.run.name
 
 
+def distributed_state() -> PartialState:
+    """This process's place in the launch (one process when not launched). A bare `PartialState()` ignores
+    ACCELERATE_USE_CPU, so under torchrun on CPUs every process would think it runs alone, and the first
+    state created is the one all later Accelerators share."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str = "") -> dict:
     """Run one stage with the common life cycle; returns its final metrics.
 
@@ -115,24 +125,32 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     started = time.time()
+    state = distributed_state()
+    main = state.is_main_process
     # An interrupted resumable stage continues from its own state (even with --force). A complete one that is
     # forced starts over: resuming from its final checkpoint would train nothing and report the old model
     # under the new config. Other stages always start from an empty folder.
     redo_complete = force and sd.is_complete() and not stage.keep_on_force
-    sd.start(cfg, fresh=not stage.resumable or redo_complete)
+    state.wait_for_everyone()  # every process has looked before the main one empties the folder
+    if main:
+        sd.start(cfg, fresh=not stage.resumable or redo_complete)
+    state.wait_for_everyone()
     tracker = Tracker(
         sd.path,
         name,
         cfg.model_dump(mode="json"),
         group=cfg.run.name,
         project=cfg.run.wandb.project,
-        enabled=stage.tracked and cfg.run.wandb.enabled and os.environ.get("WANDB_MODE") != "disabled",
+        enabled=main and stage.tracked and cfg.run.wandb.enabled and os.environ.get("WANDB_MODE") != "disabled",
         wandb_dir=sd.root,
+        writes=main,
     )
     with tracker:
         metrics = stage.fn(Context(cfg, sd, tracker)) or {}
         seconds = time.time() - started
         tracker.summary({**metrics, f"time/{name}_seconds": seconds})
-    sd.finish(seconds, seed=cfg.run.seed, config=source or "(in-process config)")
-    print(f"[{name}] done in {seconds:.1f} s -> {sd.path}")
+    if main:
+        sd.finish(seconds, seed=cfg.run.seed, config=source or "(in-process config)")
+        print(f"[{name}] done in {seconds:.1f} s -> {sd.path}")
+    state.wait_for_everyone()
     return metrics

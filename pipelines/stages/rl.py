@@ -28,11 +28,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from accelerate import PartialState
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sim.gold import gold_components, gold_score
-from pipelines.stages import Context, register
+from pipelines.stages import Context, distributed_state, register
 from policy.evaluate import (
     ROW_KEYS,
     EvalPolicyConfig,
@@ -218,7 +217,7 @@ def ppo_stage(ctx: Context) -> dict:
     prompts = rows.select_columns(["prompt", "post_text"])
     gold_fn = batch_gold if _sim(ctx) else None
 
-    sizes = derive_sizes(cfg.ppo, PartialState().num_processes)
+    sizes = derive_sizes(cfg.ppo, distributed_state().num_processes)
     print(f"[ppo] {sizes.num_updates} updates x {sizes.batch_size} episodes on {len(prompts)} prompts; "
           f"snapshots every {cfg.rl.snapshot_every} updates")
     snapshots = PolicySnapshots(policy, tokenizer, ctx.out / "snapshots", cfg.rl.snapshot_every, sizes.num_updates)
