@@ -10,6 +10,8 @@
 #   single-gpu     accelerate launch, configs/accelerate/single_gpu.yaml
 #   zero2          accelerate launch, configs/accelerate/deepspeed_zero2.yaml with 1 process (needs deepspeed)
 #   zero2-resumed  zero2's older kept checkpoint copied into a fresh folder and launched again: it resumes
+#   ddp, zero2-multi   with 2+ GPUs: multi_gpu_ddp.yaml and deepspeed_zero2.yaml with one process per GPU
+#                  (the global batch grows with the processes, so the same total_episodes gives fewer updates)
 # One line per launch: exit status, wall seconds, the mean of the last 5 updates (score, KL, gold),
 # episodes/s and peak GPU memory; for zero2-resumed, its first update beside zero2's same update.
 # Without a GPU it checks the script itself on the CPU (fp32; single-gpu with --cpu).
@@ -22,7 +24,8 @@ read -r -a EXTRA_ARGS <<<"${EXTRA:-}"
 mkdir -p "$ROOT/logs"
 export WANDB_MODE=disabled HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 COMMON=(--config "$CONFIG" run.root="$ROOT" run.wandb.enabled=false)
-GPU=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))")
+NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+GPU=$([ "$NGPU" -ge 1 ] && echo 1 || echo 0)
 PPO_ONLY=(rl.gold_control=false "rl.baselines=[]" ppo.bf16=$([ "$GPU" = 1 ] && echo true || echo false) "${EXTRA_ARGS[@]}")
 STAGES=(scrape build-data pretrain sft train-reward)
 
@@ -87,9 +90,19 @@ if [ "$GPU" = 1 ]; then
 else
   launch single-gpu --force "${ACCEL[@]}" --config_file configs/accelerate/single_gpu.yaml --cpu
 fi
+if [ "$NGPU" -ge 2 ]; then
+  link_base ddp
+  launch ddp --force "$PY" -m accelerate.commands.launch --num_processes "$NGPU" \
+    --config_file configs/accelerate/multi_gpu_ddp.yaml
+fi
 if ! "$PY" -c "import deepspeed" >/dev/null 2>&1; then
   echo "zero2: skipped (deepspeed is not installed: pip install -e '.[deepspeed]')"
   exit 0
+fi
+if [ "$NGPU" -ge 2 ]; then
+  link_base zero2-multi
+  launch zero2-multi --force "$PY" -m accelerate.commands.launch --num_processes "$NGPU" \
+    --config_file configs/accelerate/deepspeed_zero2.yaml
 fi
 ZERO2=("${ACCEL[@]}" --config_file configs/accelerate/deepspeed_zero2.yaml)
 [ "$GPU" = 1 ] || ZERO2+=(--mixed_precision no)
