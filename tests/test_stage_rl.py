@@ -216,6 +216,20 @@ def test_ppo_stage_under_two_processes(run_root: Path, tmp_path: Path) -> None:
     assert proc.stdout.count("[ppo] 2 updates x 16 episodes") == 2
 
 
+def test_one_process_stages_refuse_a_multi_process_launch(run_root: Path, monkeypatch) -> None:
+    """eval-policy (like scrape, build-data, steer, report) would run once per process and race on its files:
+    under a launch of several processes it stops before touching anything and says how to run it."""
+    from types import SimpleNamespace
+
+    import pipelines.stages as stages
+
+    two = SimpleNamespace(num_processes=2, is_main_process=True, wait_for_everyone=lambda: None)
+    monkeypatch.setattr(stages, "distributed_state", lambda: two)
+    with pytest.raises(RuntimeError, match=r"'eval-policy' runs in one process.*python -m pipelines eval-policy"):
+        run_stage("eval-policy", _cfg(run_root))
+    assert stages.STAGES["ppo"].parallel and not stages.STAGES["eval-policy"].parallel
+
+
 def test_snapshots_are_atomic_and_every_n(tmp_path: Path) -> None:
     tok = train_tokenizer(["a b c d e f g"] * 20, vocab_size=300)
     policy = build_tiny_causal_lm(tok, ModelSpec(n_layer=1, n_embd=16, n_head=2, n_positions=32))

@@ -62,15 +62,16 @@ class Stage:
     tracked: bool = True  # False: no W&B run (e.g. serving the simulated Reddit)
     always: bool = False  # True: never skipped (the report must reflect the stages as they are now)
     keep_on_force: bool = False  # True: --force on a complete folder continues from its state too (scrape's shards)
+    parallel: bool = False  # True: trains data-parallel under accelerate launch / torchrun; others run in one process
 
 
 STAGES: dict[str, Stage] = {}
 
 
 def register(name: str, help: str, resumable: bool = False, tracked: bool = True, always: bool = False,
-             keep_on_force: bool = False):
+             keep_on_force: bool = False, parallel: bool = False):
     def wrap(fn: Callable[[Context], dict]) -> Callable[[Context], dict]:
-        STAGES[name] = Stage(name, fn, help, resumable, tracked, always, keep_on_force)
+        STAGES[name] = Stage(name, fn, help, resumable, tracked, always, keep_on_force, parallel)
         return fn
 
     return wrap
@@ -116,6 +117,13 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
     """
     stage = STAGES[name]
     sd = StageDir(run_root(cfg), name)
+    state = distributed_state()
+    if state.num_processes > 1 and not stage.parallel:
+        parallel = ", ".join(n for n, st in STAGES.items() if st.parallel)
+        raise RuntimeError(
+            f"stage '{name}' runs in one process, but this launch started {state.num_processes}: run it with "
+            f"`python -m pipelines {name} ...` (only {parallel} train under accelerate launch / torchrun)"
+        )
     if sd.is_complete() and not (force or stage.always):
         print(f"[{name}] complete output in {sd.path}: skipped (use --force to redo)")
         return sd.metrics()
@@ -125,7 +133,6 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
     started = time.time()
-    state = distributed_state()
     main = state.is_main_process
     # An interrupted resumable stage continues from its own state (even with --force). A complete one that is
     # forced starts over: resuming from its final checkpoint would train nothing and report the old model

@@ -197,7 +197,7 @@ def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBas
 
 
 @register("ppo", "PPO on the SFT policy against the upvote reward model (+ RLOO/GRPO baselines if configured).",
-          resumable=True)
+          resumable=True, parallel=True)
 def ppo_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     sft_dir = ctx.stage_path("sft") / "model"

@@ -42,7 +42,7 @@ def _initial_policy(cfg, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
 
 
 @register("pretrain", "Language modelling on whole texts (post + TL;DR): a from-scratch policy's stand-in for a "
-          "pretrained LM (pretrain.steps; 0 = nothing to do).", resumable=True)
+          "pretrained LM (pretrain.steps; 0 = nothing to do).", resumable=True, parallel=True)
 def pretrain_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     if cfg.pretrain.steps == 0:
@@ -60,7 +60,8 @@ def pretrain_stage(ctx: Context) -> dict:
     return {**result.metrics, "pretrain/steps": result.steps, "pretrain/params": n_params}
 
 
-@register("sft", "Supervised fine-tuning of the policy on (post -> author TL;DR) rows (TRL SFTTrainer).", resumable=True)
+@register("sft", "Supervised fine-tuning of the policy on (post -> author TL;DR) rows (TRL SFTTrainer).",
+          resumable=True, parallel=True)
 def sft_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
@@ -143,7 +144,7 @@ def fact_swap_accuracy(ctx: Context, scorer: RewardScorer, split: str) -> dict:
 
 
 @register("train-reward", "Train the upvote reward model (TRL RewardTrainer, Bradley-Terry) and evaluate it.",
-          resumable=True)
+          resumable=True, parallel=True)
 def train_reward_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
