@@ -16,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from data.pairs import sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.probes import fact_swap_pairs
-from pipelines.stages import Context, register, sim_world
+from pipelines.stages import Context, distributed_state, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import pretrain_lm, train_sft
 from reward_model.evaluate import evaluate_reward_model, format_table
@@ -174,7 +174,10 @@ def train_reward_stage(ctx: Context) -> dict:
         metrics.update({"rm_train/grounding_negatives": result.grounding.n_added,
                         "rm_train/grounding_context_matched": result.grounding.context_matched,
                         "rm_train/grounding_inserted": result.grounding.n_inserted})
-    metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
+    state = distributed_state()
+    if state.is_main_process:  # the held-out evaluation is one process's job: the others would race on its files
+        metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
+    state.wait_for_everyone()
     return metrics
 
 
