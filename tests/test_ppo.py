@@ -17,6 +17,7 @@ from policy.ppo import (
     LoraSpec, PPOConfig, PPODivergedError, _update_indices, build_value_model, derive_sizes, latest_checkpoint, lr_multipliers,
     train_ppo,
 )
+from tests.launch import REPO, torchrun_two_cpus
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
 
@@ -260,18 +261,7 @@ def test_data_parallel_ranks_split_prompts_and_stay_in_sync(tmp_path: Path) -> N
     """Two CPU processes (torchrun, gloo), as `accelerate launch` runs PPO on several GPUs: each rank rolls out
     its own prompts, the all-reduced gradients keep policy and value identical on both ranks, and the logged
     metrics are the process average, the same on every rank (so the NaN guard stops both together)."""
-    import os
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "PYTHONPATH": str(root), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(root / "tests/scripts/ddp_ppo.py"), str(tmp_path)],
-        cwd=root, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_two_cpus(str(REPO / "tests/scripts/ddp_ppo.py"), str(tmp_path))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
     assert len(r0["prompts"]) == len(r1["prompts"]) == 3 * 8 and r0["prompts"] != r1["prompts"]
@@ -284,21 +274,6 @@ def test_data_parallel_ranks_split_prompts_and_stay_in_sync(tmp_path: Path) -> N
     assert (tmp_path / "ppo" / "policy" / "config.json").is_file()
 
 
-ZERO2_ON_CPU = """\
-compute_environment: LOCAL_MACHINE
-distributed_type: DEEPSPEED
-deepspeed_config:
-  zero_stage: 2
-  offload_optimizer_device: none
-  offload_param_device: none
-  zero3_init_flag: false
-mixed_precision: 'no'
-num_machines: 1
-num_processes: 1
-use_cpu: false
-"""
-
-
 def test_deepspeed_zero2_trains_like_plain_ppo_and_resumes_exactly(tmp_path: Path) -> None:
     """PPO under `accelerate launch` with DeepSpeed ZeRO-2 (one CPU process, fp32), as configs/accelerate/
     deepspeed_zero2.yaml runs it on GPUs: DeepSpeed gets PPO's micro-batch, accumulation and clipping (not
@@ -309,15 +284,14 @@ def test_deepspeed_zero2_trains_like_plain_ppo_and_resumes_exactly(tmp_path: Pat
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
-    config = tmp_path / "zero2.yaml"
-    config.write_text(ZERO2_ON_CPU)
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    script = str(root / "tests/scripts/deepspeed_ppo.py")
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    script = str(REPO / "tests/scripts/deepspeed_ppo.py")
+    # The shipped config, with one process and fp32 for a CPU (as bench/gpu_launch.sh checks itself).
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+              str(REPO / "configs/accelerate/deepspeed_zero2.yaml"), "--num_processes", "1", "--mixed_precision", "no"]
 
     def run(cmd: list[str]) -> dict:
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return torch.load(Path(cmd[-1]) / "result.pt")
 
@@ -345,7 +319,6 @@ def test_deepspeed_zero2_trains_like_plain_ppo_and_resumes_exactly(tmp_path: Pat
             assert resumed["history"][0][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     for part in ("policy", "value"):
         assert all(torch.equal(resumed[part][k], zero2[part][k]) for k in zero2[part]), part
-
 
 
 def test_deepspeed_zero3_is_refused_with_the_config_to_use() -> None:

@@ -25,6 +25,7 @@ from reward_model.train import (
     tokenize_pairs,
     train_reward_model,
 )
+from tests.launch import REPO, torchrun_two_cpus
 from tests.test_reward_model import _bert_world, _pair_rows
 
 
@@ -136,24 +137,9 @@ def test_flash_attention_is_refused_with_a_clear_message(tiny):
 def test_data_parallel_ranks_stay_in_sync_with_shared_prompt_rows(tmp_path):
     """Two CPU processes (torchrun, gloo): the score head's hook runs inside DDP's forward, so gradients are
     all-reduced and both ranks end with identical weights; shared-prompt and two-row training agree."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    torchrun = Path(sys.executable).with_name("torchrun")
     results = {}
     for batching in ("shared_prompt", "pairs"):
-        env = {**os.environ, "PYTHONPATH": str(root), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(
-            # --standalone lets torchrun's own rendezvous store take a free port, with no window between
-            # picking a port here and binding it there for another process to take it.
-            [str(torchrun), "--standalone", "--nproc_per_node", "2",
-             str(root / "tests/scripts/ddp_reward.py"), str(tmp_path), batching],
-            cwd=root, env=env, capture_output=True, text=True, timeout=300,
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        torchrun_two_cpus(str(REPO / "tests/scripts/ddp_reward.py"), str(tmp_path), batching)
         results[batching] = [torch.load(tmp_path / f"{batching}-rank{r}.pt") for r in (0, 1)]
 
     def max_diff(a: dict, b: dict) -> float:

@@ -184,11 +184,9 @@ def test_ppo_stage_under_two_processes(run_root: Path, tmp_path: Path) -> None:
     on CPUs: both processes train, the global batch holds both processes' rollouts (half the updates of one
     process), and only the main process writes the folder (one curve with each update once, one DONE.json).
     Before, each process took itself for the only one on CPUs and both wrote the same snapshot folder."""
-    import os
-    import subprocess
-    import sys
-
     import yaml
+
+    from tests.launch import torchrun_two_cpus
 
     root = tmp_path / "runs" / "ddp"
     root.mkdir(parents=True)
@@ -197,15 +195,7 @@ def test_ppo_stage_under_two_processes(run_root: Path, tmp_path: Path) -> None:
     cfg = _cfg(root, rl={"snapshot_every": 1, "baselines": [], "gold_control": False})
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    repo = Path(__file__).resolve().parents[1]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "PYTHONPATH": str(repo), "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
-           "WANDB_MODE": "disabled"}
-    proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipelines", "ppo", "--config", str(config)],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = torchrun_two_cpus("-m", "pipelines", "ppo", "--config", str(config), env={"WANDB_MODE": "disabled"})
     ppo = root / "ppo"
     metrics = json.loads((ppo / "metrics.json").read_text())
     assert metrics["ppo/updates"] == 2 and metrics["ppo/batch_size"] == 16  # 32 episodes, 8 per process
