@@ -98,9 +98,9 @@ class Tracker:
 
     # -- curves -------------------------------------------------------------------------------------
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        row = {k: _jsonable(v) for k, v in metrics.items()}
-        if self._jsonl is None:
+        if not self.writes:
             return
+        row = {k: _jsonable(v) for k, v in metrics.items()}
         self._jsonl.write(json.dumps({"step": step, **row}) + "\n")
         self._jsonl.flush()
         if self.run is not None:
@@ -155,7 +155,7 @@ class Tracker:
             self.run.summary.update(self._summary)
 
     def finish(self) -> None:
-        if self._jsonl is not None:
+        if self.writes:
             self._jsonl.close()
         if self.run is not None:
             import wandb
