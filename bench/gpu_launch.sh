@@ -74,24 +74,22 @@ print(line)
 PYEOF
 }
 
-launch() {  # NAME FORCE COMMAND...: run the ppo stage in ROOT/NAME
+launch() {  # NAME FORCE COMMAND...: run the ppo stage in ROOT/NAME (linked to BASE's stages)
   local name=$1 force=$2; shift 2
   local start=$SECONDS
+  link_base "$name"
   "$@" -m pipelines ppo "${COMMON[@]}" run.name="$name" "${PPO_ONLY[@]}" $force >"$ROOT/logs/$name.ppo.log" 2>&1
   report "$name" $? $((SECONDS - start))
 }
 
 ACCEL=("$PY" -m accelerate.commands.launch --num_processes 1)
-link_base plain
 launch plain --force "$PY"
-link_base single-gpu
 if [ "$GPU" = 1 ]; then
   launch single-gpu --force "${ACCEL[@]}" --config_file configs/accelerate/single_gpu.yaml
 else
   launch single-gpu --force "${ACCEL[@]}" --config_file configs/accelerate/single_gpu.yaml --cpu
 fi
 if [ "$NGPU" -ge 2 ]; then
-  link_base ddp
   launch ddp --force "$PY" -m accelerate.commands.launch --num_processes "$NGPU" \
     --config_file configs/accelerate/multi_gpu_ddp.yaml
 fi
@@ -100,20 +98,17 @@ if ! "$PY" -c "import deepspeed" >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$NGPU" -ge 2 ]; then
-  link_base zero2-multi
   launch zero2-multi --force "$PY" -m accelerate.commands.launch --num_processes "$NGPU" \
     --config_file configs/accelerate/deepspeed_zero2.yaml
 fi
 ZERO2=("${ACCEL[@]}" --config_file configs/accelerate/deepspeed_zero2.yaml)
 [ "$GPU" = 1 ] || ZERO2+=(--mixed_precision no)
-link_base zero2
 launch zero2 --force "${ZERO2[@]}"
-older=$(ls -d "$ROOT"/zero2/ppo/checkpoints/step-* 2>/dev/null | sort | head -n 1)
-if [ -n "$older" ] && [ "$(ls -d "$ROOT"/zero2/ppo/checkpoints/step-* | wc -l)" -ge 2 ]; then
+kept=("$ROOT"/zero2/ppo/checkpoints/step-*[0-9])
+if [ "${#kept[@]}" -ge 2 ] && [ -d "${kept[0]}" ]; then  # the glob sorts: kept[0] is the older
   rm -rf "$ROOT/zero2-resumed"
-  link_base zero2-resumed
   mkdir -p "$ROOT/zero2-resumed/ppo/checkpoints"
-  cp -r "$older" "$ROOT/zero2-resumed/ppo/checkpoints/"
+  cp -r "${kept[0]}" "$ROOT/zero2-resumed/ppo/checkpoints/"
   launch zero2-resumed "" "${ZERO2[@]}"
 else
   echo "zero2-resumed: skipped (zero2 kept fewer than 2 checkpoints; set ppo.save_every below the run's updates)"
