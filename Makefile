@@ -5,7 +5,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 CONFIG  ?= configs/demo.yaml
-SOURCE  ?= sim
+SOURCE  ?=
 ARGS    ?=
 STAMP   := $(VENV)/.installed
 # torch is pinned to the CPU wheel that lies on disk here; a looser spec would download a CUDA build.
@@ -34,9 +34,9 @@ demo: setup
 sim-reddit: setup
 	$(PY) -m pipelines sim-reddit --config $(CONFIG) $(ARGS)
 
+# SOURCE defaults to the config's own scrape.source (sim for configs/demo.yaml).
 scrape: setup
-	$(PY) -m pipelines scrape --config $(CONFIG) scrape.source=$(SOURCE) $(ARGS)
-	$(PY) -m pipelines build-data --config $(CONFIG) scrape.source=$(SOURCE) $(ARGS)
+	$(PY) -m pipelines scrape --config $(CONFIG) $(if $(SOURCE),scrape.source=$(SOURCE),) $(ARGS)
 
 build-data: setup
 	$(PY) -m pipelines build-data --config $(CONFIG) $(ARGS)

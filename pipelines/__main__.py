@@ -32,12 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may come on both sides of a flag (`pretrain --config X --force pretrain.steps=150`): argparse
+    # stops the positional list at the flag and leaves the rest over.
+    args, rest = parser.parse_known_args(argv)
+    stray = [a for a in rest if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)} (overrides are dotted.key=value)")
+    args.overrides = [*args.overrides, *rest]
     try:
         cfg = configio.load(ExperimentConfig, args.config, args.overrides)
     except configio.ConfigError as err:
         print(f"config error:\n{err}", file=sys.stderr)
         return 2
+    for note in cfg.notes:
+        print(f"[config] {note}", file=sys.stderr)
     source = " ".join([args.config, *args.overrides])
     if args.stage == "demo":
         run_demo(cfg, force=args.force, source=source)

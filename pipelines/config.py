@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from data.pairs import DatasetsConfig
 from data.sim.server import ServerConfig
@@ -136,11 +136,59 @@ class ExperimentConfig(BaseModel):
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
 
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What validation changed or assumed (e.g. a simulator-only setting switched off): printed once."""
+        return self._notes
+
     @model_validator(mode="after")
-    def _gold_control_needs_sim(self) -> "ExperimentConfig":
+    def _sim_only_settings_off_for_real_sources(self) -> "ExperimentConfig":
+        # A preset written for the simulator (demo.yaml turns the gold control on) must still run on reddit.com
+        # or dumps: the control needs the hidden gold score that only the simulated world has.
         if self.rl.gold_control and self.scrape.source != "sim":
-            raise ValueError(
-                f"rl.gold_control=true needs scrape.source: sim (got {self.scrape.source!r}): only the simulated "
-                "world has a gold score to train the control against"
+            self.rl.gold_control = False
+            self._notes.append(
+                f"rl.gold_control switched off: scrape.source={self.scrape.source} has no hidden gold score "
+                "(only the simulated world has one)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _lengths_agree(self) -> "ExperimentConfig":
+        """Prompt, response and model limits agree, so no stage cuts what another one built.
+
+        Prompts are built to fit `data.prompt.max_prompt_tokens`; a model or stage with a smaller cap would cut
+        them, and the cut falls on the prompt's head (SUBREDDIT and TITLE) or on the response.
+        """
+        prompt = self.data.prompt.max_prompt_tokens
+        comment = self.data.pairs.comments.max_response_tokens
+        tldr = self.data.sft.max_completion_tokens
+        checks = [
+            ("reward.max_length", self.reward.max_length, prompt + max(comment, tldr, self.ppo.response_length) + 1,
+             f"data.prompt.max_prompt_tokens ({prompt}) + the longest response (data.pairs.comments."
+             f"max_response_tokens {comment}, data.sft.max_completion_tokens {tldr}, ppo.response_length "
+             f"{self.ppo.response_length}) + 1 EOS"),
+            ("sft.max_length", self.sft.max_length, prompt + tldr + 1,
+             f"data.prompt.max_prompt_tokens ({prompt}) + data.sft.max_completion_tokens ({tldr}) + 1 EOS"),
+            ("ppo.max_prompt_length", self.ppo.max_prompt_length, prompt,
+             f"data.prompt.max_prompt_tokens ({prompt}): PPO keeps a prompt's last tokens, so a shorter cap "
+             "drops its SUBREDDIT and TITLE"),
+        ]
+        if self.policy.name_or_path is None:
+            checks.append(("policy.n_positions", self.policy.n_positions,
+                           max(self.sft.max_length, prompt + self.ppo.response_length),
+                           f"sft.max_length ({self.sft.max_length}) and data.prompt.max_prompt_tokens + "
+                           f"ppo.response_length ({prompt + self.ppo.response_length})"))
+        errors = [f"{key}={value} is below {need} = {why}; raise {key} or lower the others"
+                  for key, value, need, why in checks if value < need]
+        if self.policy.name_or_path is None:  # a policy built from config (and the reward model made from it)
+            caps = [("sft.max_length", self.sft.max_length)]
+            if self.reward.model_name_or_path is None:
+                caps.append(("reward.max_length", self.reward.max_length))
+            errors += [f"{key}={value} is above policy.n_positions={self.policy.n_positions}, the model's context"
+                       for key, value in caps if value > self.policy.n_positions]
+        if errors:
+            raise ValueError("lengths disagree: " + "; ".join(errors))
         return self

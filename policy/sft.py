@@ -66,7 +66,8 @@ class SFTStageConfig(BaseModel):
     per_device_eval_batch_size: int = Field(32, ge=1, description="Rows per device in evaluation.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(
-        640, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted)."
+        641, ge=8, description="Token cap of prompt + completion + EOS; longer rows are dropped (counted). At least "
+        "data.prompt.max_prompt_tokens + data.sft.max_completion_tokens + 1 (512 + 128 + 1; checked).",
     )
     short_context_steps: int = Field(
         0,
@@ -286,6 +287,9 @@ def prepare_rows(sft_dataset_dict: DatasetDict, tokenizer: PreTrainedTokenizerBa
         missing = [c for c in SFT_COLUMNS if c not in split.column_names]
         if missing:
             raise ValueError(f"SFT split {name!r} lacks column(s) {missing}; expected the SFT-row schema")
+    if len(sft_dataset_dict["train"]) == 0:
+        raise ValueError("build-data kept 0 SFT training rows: nothing to fine-tune on (its data_card.md lists the "
+                         "sft/ and posts/ drops; real posts need an author TL;DR in their text)")
     keep_cols = list(SFT_COLUMNS)
     train = _subsample(sft_dataset_dict["train"], cfg.max_train_rows, cfg.seed).select_columns(keep_cols)
     train, n_dropped = _fits(train, tokenizer, cfg.max_length)

@@ -16,6 +16,7 @@ PPO reads with the model.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from data.prompts import PROMPT_TEMPLATE
 from reward_model.encoding import PaddingSide, encode_prompt_response, pad_batch, sequence_scores
+
+log = logging.getLogger(__name__)
 
 REWARD_CONFIG_NAME = "reward_config.json"
 
@@ -82,6 +85,8 @@ class RewardScorer:
         self.tokenizer = tokenizer
         self.config = config or RewardFileConfig()
         self.batch_size = batch_size
+        self.n_truncated = 0  # sequences cut to max_length so far (their prompt's head is lost)
+        self._warned_cut = False
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         if tokenizer.pad_token_id is None:
             raise ValueError("reward tokenizer has no pad token (tokenizer.pad_token is None)")
@@ -117,9 +122,16 @@ class RewardScorer:
         if len(prompts) == 0:
             return torch.zeros(0)
         side = padding_side or self.config.padding_side
-        ids, _ = encode_prompt_response(
+        ids, n_cut = encode_prompt_response(
             self.tokenizer, prompts, responses, self.config.max_length, self.config.append_eos
         )
+        if n_cut and not self._warned_cut:  # once per scorer: PPO scores thousands of batches
+            self._warned_cut = True
+            log.warning(
+                "reward scoring: %d of %d sequences exceed max_length=%d and lose the start of their prompt "
+                "(SUBREDDIT and TITLE); the scores of such inputs are not comparable (raise reward.max_length or "
+                "shorten prompts with data.prompt.max_prompt_tokens)", n_cut, len(ids), self.config.max_length)
+        self.n_truncated += n_cut
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = torch.empty(len(ids), dtype=torch.float32)
         was_training = self.model.training

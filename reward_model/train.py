@@ -88,7 +88,8 @@ class RewardStageConfig(BaseModel):
     per_device_eval_batch_size: int = Field(32, ge=1, description="Pairs per device in evaluation.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(
-        640, ge=8, description="Token cap of prompt+response+EOS; longer pairs lose the start of the prompt."
+        769, ge=8, description="Token cap of prompt+response+EOS: at least data.prompt.max_prompt_tokens + the longest "
+        "response + 1 (512 + 256 + 1; the config refuses less, since a longer pair loses its prompt's head).",
     )
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps of linear warmup.")
     lr_scheduler_type: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
@@ -290,6 +291,9 @@ def train_reward_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     if "train" not in pairs:
         raise ValueError(f"pairs must have a 'train' split; has {list(pairs.keys())}")
+    if len(pairs["train"]) == 0:
+        raise ValueError("build-data kept 0 training pairs: no reward model can be trained (its data_card.md lists the "
+                         "drops by rule; for posts without comments set data.pairs.cross_post.enabled=true)")
 
     # 1. Model with a one-logit head and the tokenizer's (distinct) pad id.
     if isinstance(model_or_source, PreTrainedModel):

@@ -63,7 +63,7 @@ def test_every_field_is_documented():
     assert not missing, f"fields without a description: {missing}"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "tldr_pythia.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "tldr_pythia.yaml", "reddit.yaml", "dumps.yaml"])
 def test_shipped_configs_validate(name):
     from pathlib import Path
 
@@ -72,8 +72,61 @@ def test_shipped_configs_validate(name):
     assert cfg.run.name == name.removesuffix(".yaml")
 
 
-def test_gold_control_is_refused_without_the_simulated_world(tmp_path):
+def test_gold_control_switches_off_with_a_note_for_real_sources(tmp_path):
+    """A simulator preset (the demo turns the gold control on) runs on a real source as written."""
     path = write(tmp_path, "real.yaml", "scrape:\n  source: reddit\nrl:\n  gold_control: true\n")
+    cfg = configio.load(ExperimentConfig, path)
+    assert cfg.rl.gold_control is False
+    assert any("rl.gold_control switched off" in n and "reddit" in n for n in cfg.notes)
+    sim = configio.load(ExperimentConfig, write(tmp_path, "sim.yaml", "rl:\n  gold_control: true\n"))
+    assert sim.rl.gold_control is True and sim.notes == []
+
+
+def test_a_bad_date_is_a_config_error_naming_key_and_origin(tmp_path):
+    """`2024-13-01` is a pydantic error on the key (PyYAML's own date parser raised a bare ValueError)."""
+    path = write(tmp_path, "d.yaml", "scrape:\n  source: dumps\n  dumps:\n    paths: [x.zst]\n    start_date: 2024-13-01\n")
     with pytest.raises(configio.ConfigError) as err:
         configio.load(ExperimentConfig, path)
-    assert "rl.gold_control" in str(err.value) and "sim" in str(err.value)
+    assert str(err.value).startswith(f"{path}: scrape.dumps.start_date:") and "month" in str(err.value)
+    ok = write(tmp_path, "ok.yaml", "scrape:\n  source: dumps\n  dumps:\n    paths: [x.zst]\n    start_date: 2024-01-31\n")
+    assert str(configio.load(ExperimentConfig, ok).scrape.dumps.start_date) == "2024-01-31"
+    with pytest.raises(configio.ConfigError) as err:
+        configio.load(ExperimentConfig, ok, ["scrape.dumps.end_date=2024-02-30"])
+    assert str(err.value).startswith("command line 'scrape.dumps.end_date=2024-02-30': scrape.dumps.end_date:")
+
+
+def test_errors_are_blamed_on_their_origin(tmp_path):
+    path = write(tmp_path, "f.yaml", "run:\n  seed: 1\n")
+    with pytest.raises(configio.ConfigError) as err:
+        configio.load(ExperimentConfig, path, ["ppo.kl_cof=0.1"])
+    assert str(err.value).startswith("command line 'ppo.kl_cof=0.1': unknown key 'ppo.kl_cof'")
+    bad_file = write(tmp_path, "g.yaml", "run:\n  seed: abc\n")
+    with pytest.raises(configio.ConfigError) as err:
+        configio.load(ExperimentConfig, bad_file, ["ppo.kl_coef=0.1"])
+    assert str(err.value).startswith(f"{bad_file}: run.seed:")
+
+
+def test_lengths_must_agree(tmp_path):
+    """A reward model, SFT or PPO cap below the prompt budget + response would cut the prompt's head."""
+    path = write(tmp_path, "ok.yaml", "{}\n")
+    with pytest.raises(configio.ConfigError) as err:
+        configio.load(ExperimentConfig, path, ["reward.max_length=640"])
+    msg = str(err.value)
+    assert msg.startswith("command line 'reward.max_length=640'") and "769" in msg
+    with pytest.raises(configio.ConfigError, match=r"ppo\.max_prompt_length=256 is below 512"):
+        configio.load(ExperimentConfig, path, ["ppo.max_prompt_length=256"])
+    with pytest.raises(configio.ConfigError, match=r"sft\.max_length=641 is above policy\.n_positions=600"):
+        configio.load(ExperimentConfig, path, ["policy.n_positions=600"])
+    cfg = configio.load(ExperimentConfig, path, ["data.prompt.max_prompt_tokens=256", "ppo.max_prompt_length=256"])
+    assert cfg.reward.max_length >= 256 + 256 + 1
+
+
+def test_force_may_follow_the_overrides(tmp_path, capsys):
+    """`--force` anywhere on the line; a stray flag is named."""
+    from pipelines.__main__ import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--config", "configs/tiny.yaml", "--force", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    code = main(["pretrain", "--config", "configs/tiny.yaml", "run.seed=1", "--force", "reward.max_length=10"])
+    assert code == 2 and "command line 'reward.max_length=10'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ prompt budget of pairs and SFT rows is counted in its tokens.
 from __future__ import annotations
 
 from pathlib import Path
+from data.empty_output import check_not_empty
 from data.pairs import build_datasets, sim_bayes_fn
 from data.shards import load_records, shard_paths
 from data.sim.gold import gold_score
@@ -59,6 +60,9 @@ def build_data(ctx: Context) -> dict:
         log=ctx.tracker.log,
     )
     print((ctx.out / "data_card.md").read_text())
+    # after the card, which lists every drop: nothing kept is an error, one empty kind a warning
+    for warning in check_not_empty(result.card, sft_enabled=cfg.data.sft.enabled):
+        print(f"[build-data] WARNING: {warning}")
     ctx.tracker.artifact(f"{cfg.run.name}-pairs", "dataset", ctx.out / "pairs")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-rows", "dataset", ctx.out / "sft")
     metrics = {f"data/{k}": v for k, v in result.card["summary"].items()}
