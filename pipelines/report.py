@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -63,6 +64,20 @@ class RunReader:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    @property
+    def source(self) -> str | None:
+        """`scrape.source` of the run (from the first stage's saved config), None when no stage recorded it."""
+        for stage in ("scrape", "build-data", "sft", "train-reward", "ppo"):
+            path = self.root / stage / "config.yaml"
+            if path.is_file():
+                return ((yaml.safe_load(path.read_text()) or {}).get("scrape") or {}).get("source")
+        return None
+
+    @property
+    def has_gold(self) -> bool:
+        """Only the simulated world has a hidden gold score."""
+        return self.source == "sim"
+
     def provenance(self, stage: str) -> str:
         info = self.done(stage)
         if not info:
@@ -75,10 +90,18 @@ def _data_section(r: RunReader) -> list[str]:
     lines = ["## 1. Data: what the upvote rules keep", "", r.provenance("build-data"), ""]
     card = _read_json(r.root / "build-data" / "data_card.json")
     scrape = r.metrics("scrape")
-    if scrape:
-        lines += [f"Scraped {_fmt(scrape.get('scrape/posts'))} posts and {_fmt(scrape.get('scrape/comments'))} comments "
-                  f"in {_fmt(scrape.get('scrape/requests'))} requests "
+    if scrape and "scrape/lines_read" in scrape:  # dumps
+        lines += [f"Read {_fmt(scrape.get('scrape/lines_read'), 0)} dump lines from {_fmt(scrape.get('scrape/files'), 0)} "
+                  f"files; kept {_fmt(scrape.get('scrape/posts_kept'), 0)} posts and "
+                  f"{_fmt(scrape.get('scrape/comments_kept'), 0)} comments. {r.provenance('scrape')}", ""]
+    elif scrape:
+        lines += [f"Scraped {_fmt(scrape.get('scrape/posts'), 0)} posts and {_fmt(scrape.get('scrape/comments'), 0)} "
+                  f"comments in {_fmt(scrape.get('scrape/requests'), 0)} requests "
                   f"({_fmt(scrape.get('scrape/items_per_request'), 1)} items per request). {r.provenance('scrape')}", ""]
+    skipped = {k.removeprefix("scrape/dropped/"): v for k, v in scrape.items() if k.startswith("scrape/dropped/") and v}
+    if skipped:
+        lines += ["Skipped while scraping, by reason: " + ", ".join(f"{k} {_fmt(v, 0)}" for k, v in sorted(skipped.items()))
+                  + ".", ""]
     if not card:
         return lines + ["No data card.", ""]
     splits = card["splits"]
@@ -318,6 +341,9 @@ def _policy_section(r: RunReader) -> list[str]:
         lines += [f"SFT: {_fmt(sft.get('sft/params'), 0)} parameters, {_fmt(sft.get('sft/steps'), 0)} steps, final eval loss "
                   f"{_fmt(sft.get('sft/eval/loss', sft.get('sft/sft/eval/loss')))}. {r.provenance('sft')}", ""]
     ppo_curve = [row for row in r.curve("ppo") if "objective/scores" in row]
+    for stage, target in (("sft", "make sft"), ("ppo", "make ppo"), ("eval-policy", "make eval-policy")):
+        if not r.done(stage):
+            lines += [f"_Stage `{stage}` has not run in this run (`{target}`): its rows are missing below._", ""]
     if ppo_curve:
         last = ppo_curve[-1]
         lines += [f"PPO: {len(ppo_curve)} updates; last update: reward-model score {_fmt(last.get('objective/scores'))}, "
@@ -329,18 +355,24 @@ def _policy_section(r: RunReader) -> list[str]:
                   "simulator's hidden quality; win rate is against the reference TL;DR.", ""]
         cols = ["method", "rm_score", "gold", "gold_win_rate", "kl", "rouge_l", "length", "no_eos_rate",
                 "weights_changed", "compute"]
+        if not r.has_gold:
+            cols = [c for c in cols if not c.startswith("gold")]
         rows = []
         for row in table:
             ci = row.get("gold_win_ci")
             win = row.get("gold_win_rate")
             win_text = f"{_fmt(win)} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci and win is not None else _fmt(win)
-            rows.append([row.get("method"), row.get("rm_score"), row.get("gold"), win_text, row.get("kl"),
-                         row.get("rouge_l"), row.get("length"), row.get("no_eos_rate"), row.get("weights_changed"),
-                         row.get("compute")])
+            values = {**row, "gold_win_rate": win_text}
+            rows.append([values.get(c) for c in cols])
         lines += _table(cols, rows)
-    lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"))
-    lines += _on_policy_lines(r)
-    lines += _gold_parts_lines(r)
+    if r.has_gold:
+        lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"))
+        lines += _on_policy_lines(r)
+        lines += _gold_parts_lines(r)
+    elif table:
+        lines += ["_No gold score here: the methods are compared by the reward model, which is what PPO and "
+                  "best-of-n optimize, so a higher score is not evidence of better summaries; ROUGE-L against the "
+                  "author's TL;DR is the only reference-based column._", ""]
     for png, caption in (("eval-policy/gold_vs_sqrt_kl.png", "Gold score against sqrt(KL) (over-optimization curves)"),
                          ("eval-policy/proxy_vs_gold.png", "Proxy (reward model) and gold score as PPO goes on")):
         if (r.root / png).is_file():
@@ -405,6 +437,10 @@ def write_report(run_root: str | Path) -> Path:
              "RLHF from Reddit upvotes: what can a reward learned from votes teach a summarizer, and can a frozen "
              "model be steered by its input alone? Numbers below come from this run's stage outputs; each section "
              "names the stage, config, seed and commit that produced them.", ""]
+    if r.source and not r.has_gold:
+        lines += [f"_Source `{r.source}`: real votes have no hidden gold score, so the gold-only parts (gold agreement "
+                  "of the pair rules, reward model vs gold, the gold-reward PPO control, gold win rates) are "
+                  "skipped; everything else is shown._", ""]
     lines += _data_section(r) + _reward_section(r) + _policy_section(r) + _steer_section(r) + _samples_section(r)
     timing_lines, rows = _timing_section(r)
     lines += timing_lines
