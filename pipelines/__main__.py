@@ -12,6 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pipelines import configio  # noqa: E402
 from pipelines.config import ExperimentConfig  # noqa: E402
 from pipelines.demo import run_demo  # noqa: E402
+from pipelines.resume_check import ChangedSettings  # noqa: E402
 from pipelines.stages import STAGES, Stage, run_stage  # noqa: E402
 import pipelines.stages.all  # noqa: E402,F401  (registers the stages)
 
@@ -48,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     for note in cfg.notes:
         print(f"[config] {note}", file=sys.stderr)
     source = " ".join([args.config, *args.overrides])
-    if args.stage == "demo":
-        run_demo(cfg, force=args.force, source=source)
-    else:
-        run_stage(args.stage, cfg, force=args.force, source=source)
+    try:
+        if args.stage == "demo":
+            run_demo(cfg, force=args.force, source=source)
+        else:
+            run_stage(args.stage, cfg, force=args.force, source=source)
+    except ChangedSettings as err:
+        print(f"[{args.stage}] {err}", file=sys.stderr)
+        return 2
     return 0
 
 

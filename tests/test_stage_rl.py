@@ -83,6 +83,7 @@ def _cfg(root: Path, **sections) -> ExperimentConfig:
                "gold_control": True},
         "eval_policy": {"max_prompts": 6, "best_of_n": [1, 2, 4], "batch_size": 8, "n_table_samples": 2},
         "reward": {"scoring_batch_size": 8},
+        "data": {"prompt": {"max_prompt_tokens": 64}},  # lengths agree with ppo.max_prompt_length (checked)
     }
     return ExperimentConfig.model_validate(base | sections)
 
@@ -177,6 +178,40 @@ def test_forced_rerun_of_a_complete_stage_starts_over(run_root: Path, tmp_path: 
     assert curve[-1]["ppo/lr"] < 3e-3 and max(r["ppo/lr"] for r in curve if "ppo/lr" in r) > 1e-3
     second = AutoModelForCausalLM.from_pretrained(root / "ppo" / "policy").state_dict()
     assert any(not torch.equal(v, second[k]) for k, v in first.items())
+
+
+def test_resume_under_changed_settings_refuses_then_force_applies_them(run_root: Path, tmp_path: Path) -> None:
+    """An interrupted ppo stage resumed with another kl_coef / learning rate: its checkpoint would restore the
+    old beta and schedule while config.yaml said the new ones. It now refuses, naming the keys and both ways
+    out; the old values resume; --force starts over and the new values reach the optimizer and the KL term."""
+    from pipelines.resume_check import ChangedSettings
+
+    root = tmp_path / "resumed"
+    root.mkdir()
+    for stage in ("build-data", "sft", "train-reward"):
+        (root / stage).symlink_to(run_root / stage)
+    sections = {"rl": {"snapshot_every": 2, "baselines": [], "gold_control": False}}
+    run_stage("ppo", _cfg(root, **sections))
+    (root / "ppo" / "DONE.json").unlink()  # as if killed after its last checkpoint
+    changed = _cfg(root, **sections)
+    changed.ppo.kl_coef, changed.ppo.learning_rate = 0.3, 2e-3
+    with pytest.raises(ChangedSettings) as err:
+        run_stage("ppo", changed)
+    message = str(err.value)
+    assert "ppo.kl_coef: 0.05 -> 0.3" in message and "ppo.learning_rate: 0.001 -> 0.002" in message
+    assert "--force" in message and "ppo.kl_coef=0.05" in message and "ppo.learning_rate=0.001" in message
+    assert not (root / "ppo" / "DONE.json").exists()  # nothing was written
+    run_stage("ppo", _cfg(root, **sections))  # the old values resume (from the last checkpoint)
+    assert (root / "ppo" / "DONE.json").is_file()
+    (root / "ppo" / "DONE.json").unlink()
+    metrics = run_stage("ppo", changed, force=True)
+    curve = [json.loads(line) for line in (root / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    updates = [r for r in curve if "objective/scores" in r]
+    assert [r["step"] for r in updates] == [1, 2, 3, 4]  # started over
+    assert updates[0]["objective/beta"] == pytest.approx(0.3)  # the new kl_coef is the KL term's beta
+    # the new learning rate, decaying linearly over the 4 updates (logged before each update's step)
+    assert [r["ppo/lr"] for r in updates[:2]] == pytest.approx([2e-3, 2e-3 * 3 / 4])
+    assert "objective/scores" in metrics
 
 
 def test_ppo_stage_under_two_processes(run_root: Path, tmp_path: Path) -> None:

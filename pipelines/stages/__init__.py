@@ -22,6 +22,7 @@ from accelerate.utils import parse_flag_from_env
 
 from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
+from pipelines.resume_check import check_resume
 from pipelines.rundir import StageDir
 from pipelines.tracking import Tracker
 
@@ -134,13 +135,15 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
     seed_everything(cfg.run.seed)
     started = time.time()
     main = state.is_main_process
-    # An interrupted resumable stage continues from its own state (even with --force). A complete one that is
-    # forced starts over: resuming from its final checkpoint would train nothing and report the old model
-    # under the new config. Other stages always start from an empty folder.
-    redo_complete = force and sd.is_complete() and not stage.keep_on_force
+    # Without --force an interrupted resumable stage continues from its own state, under the settings it started
+    # with (check_resume). --force starts a training stage over, complete or not: resuming from a checkpoint would
+    # restore the old run's optimizer and coefficients. scrape keeps its shards even then (keep_on_force).
+    redo = force and not stage.keep_on_force
+    if stage.resumable and not redo and not sd.is_complete():
+        check_resume(name, sd.path, cfg.model_dump(mode="json"))  # before anything is written
     state.wait_for_everyone()  # every process has looked before the main one empties the folder
     if main:
-        sd.start(cfg, fresh=not stage.resumable or redo_complete)
+        sd.start(cfg, fresh=not stage.resumable or redo)
     state.wait_for_everyone()
     tracker = Tracker(
         sd.path,
