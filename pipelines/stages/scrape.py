@@ -74,10 +74,11 @@ def scrape_stage(ctx: Context) -> dict:
             raise SystemExit(2) from None
     summary = stats.to_dict()
     print(f"[scrape] {summary['posts']} posts, {summary['comments']} comments, {summary['requests']} requests, "
-          f"{summary['items_per_request']:.1f} items/request, dropped {summary['dropped']}")
+          f"{summary['items_per_request']:.1f} items/request, dropped {summary['dropped']}, "
+          f"skipped {summary['skipped']}")
     metrics = {f"scrape/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-    metrics.update({f"scrape/dropped/{k}": v for k, v in summary["dropped"].items()})
-    metrics.update({f"scrape/retries/{k}": v for k, v in summary["retries"].items()})
+    for group in ("dropped", "skipped", "retries", "comments_status"):
+        metrics.update({f"scrape/{group}/{k}": v for k, v in summary[group].items()})
     return metrics
 
 
