@@ -244,16 +244,16 @@ class RedditReplay:
             self.counters[f"endpoint/{key[0]}"] += 1
             if kind:
                 self.counters[f"fault/{kind}"] += 1
-            token_ok = (authorization or "").lower().startswith("bearer ") and \
-                authorization.split(" ", 1)[1].strip() in self._tokens  # type: ignore[union-attr]
+            scheme, _, token = (authorization or "").partition(" ")
+            token_ok = scheme.lower() == "bearer" and token.strip() in self._tokens
         rec: Recording | None = None
         headers = {"content-type": "application/json; charset=UTF-8"}
         if not token_ok:
             status, body = 401, json.dumps({"message": "Unauthorized", "error": 401}).encode()
             headers["www-authenticate"] = 'Bearer realm="reddit", error="invalid_token"'
-        elif kind == "429":
+        elif fault is not None and kind == "429":
             status, body = 429, json.dumps(ERROR_BODIES["429"]).encode()
-            headers.update({"retry-after": f"{fault.retry_after:g}", "x-ratelimit-remaining": "0",  # type: ignore[union-attr]
+            headers.update({"retry-after": f"{fault.retry_after:g}", "x-ratelimit-remaining": "0",
                             "x-ratelimit-used": "600", "x-ratelimit-reset": "1"})
         elif kind in ("500", "502", "503", "504"):
             status, body = int(kind), b"<html><body><h1>upstream error</h1></body></html>"
@@ -268,7 +268,7 @@ class RedditReplay:
                 status, body = self._deleted_thread(key[1], status, body)
         with self._lock:
             self.counters[f"status/{status}"] += 1
-            if status == 404 and kind is None:
+            if status == 404 and kind is None and rec is None:
                 self.counters["unmatched"] += 1
             self.log.append(Exchange(number, method, norm, status, rec, kind))
         return status, body, headers, kind

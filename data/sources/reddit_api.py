@@ -99,13 +99,14 @@ class ScrapeConfig(BaseModel):
         500, ge=1, description="Comments requested per thread (Reddit's `limit`); None: the server's default."
     )
     replace_more: int = Field(
-        0, ge=0, description="`MoreComments` stubs expanded per thread (one request each); 0 drops them unexpanded."
+        0, ge=0, description="`more` stubs expanded per thread (one request each, largest first, only those "
+        "within `comment_depth`); 0 drops them unexpanded."
     )
     min_post_score: int | None = Field(None, description="Skip posts below this score (their thread is not fetched).")
     min_comment_score: int | None = Field(None, description="Drop comments below this score.")
     post_ids: list[str] = Field(
         default_factory=list,
-        description="Scrape these threads (ids like `n49rw` or fullnames `t3_n49rw`) instead of the subreddit listings.",
+        description="Scrape these threads (ids like `n49rw` or fullnames `t3_n49rw`) instead of the listings.",
     )
     reddit_url: str | None = Field(
         None, description="Base URL for tokens and links; None = $REDDIT_URL, else https://www.reddit.com."

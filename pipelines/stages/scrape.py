@@ -4,7 +4,7 @@ scrape writes `runs/<name>/scrape/records/{posts,comments}/part-*.parquet` from 
 - `sim`: generates the simulated world, serves it on 127.0.0.1 and scrapes it with the real praw client,
   exactly as reddit.com would be scraped (only the URLs and the throwaway credentials differ);
 - `reddit`: reddit.com with credentials from the environment (`REDDIT_CLIENT_ID`, `REDDIT_CLIENT_SECRET`,
-  `REDDIT_USER_AGENT`) or a praw.ini site;
+  `REDDIT_USER_AGENT`) or a praw.ini site (`REDDIT_OAUTH_URL` / `REDDIT_URL` name another server);
 - `dumps`: Pushshift / Arctic-Shift files.
 The stage is resumable: the scraper keeps a progress state beside its shards.
 """
