@@ -83,6 +83,16 @@ def gold_agreement(
     return {"pairs": n, "preferred_has_higher_gold": agree / n if n else None, "gold_ties": ties / n if n else None}
 
 
+def scrape_counts(records_dir: str | Path) -> dict[str, dict[str, int]]:
+    """What the praw scraper skipped and dropped, by reason, over all its runs into `records_dir` (read from
+    its `scrape_state.json`); {} when the records came from elsewhere."""
+    path = Path(records_dir) / "scrape_state.json"
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    return {k: dict(state[k]) for k in ("skipped", "dropped", "comments_status") if state.get(k)}
+
+
 def _counts(dd: datasets.DatasetDict | None) -> dict[str, int]:
     return {s: len(dd[s]) for s in dd} if dd is not None else {}
 
@@ -100,8 +110,10 @@ def build_card(
     gold_fn: GoldFn | None = None,
     bayes_fn: BayesFn | None = None,
     time_rule_variants: Mapping[str, datasets.DatasetDict] | None = None,
+    scrape: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict:
-    """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks."""
+    """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks, and
+    (`scrape`, see `scrape_counts`) what the scraper skipped and dropped."""
     all_pairs, all_sft = _rows(pairs), _rows(sft)
     by_sub: dict[str, dict[str, int]] = {}
     for r in all_pairs:
@@ -141,8 +153,10 @@ def build_card(
     summary.update({f"gold_agreement/{k}": v["preferred_has_higher_gold"] for k, v in gold.items()})
     summary.update({f"bayes_ceiling/{k}": v for k, v in bayes.items()})
     summary["dropped_total"] = sum(drops.values())
+    summary.update({f"scrape_skipped/{k}": v for k, v in (scrape or {}).get("skipped", {}).items()})
     return {
         "records": dict(records),
+        "scrape": {k: dict(sorted(v.items())) for k, v in (scrape or {}).items()},
         "splits": splits,
         "split_rule": dict(split_info),
         "drops": dict(sorted(drops.items())),
@@ -171,6 +185,15 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     splits = ("train", "validation", "test")
     lines = ["# Data card", "", "## Records", ""]
     lines += [f"- {k}: {v}" for k, v in card["records"].items()]
+    scrape = card.get("scrape") or {}
+    if scrape:
+        lines += ["", "## Scrape: skipped and dropped, by reason", "",
+                  "Skipped: reddit.com refused the thread or listing for good (404 removed or banned, 403 private "
+                  "or quarantined, 451 legal) or a `more` stub held nothing; a listed post whose thread was "
+                  "refused is kept without comments (`comments_status`).", ""]
+        rows = [[group, reason, n] for group in ("skipped", "dropped", "comments_status")
+                for reason, n in scrape.get(group, {}).items()]
+        lines += _table(["count", "reason", "n"], rows)
     lines += ["", "## Split sizes", ""]
     split_rows = [[name, *(counts.get(s, 0) for s in splits)] for name, counts in card["splits"].items()]
     lines += _table(["dataset", *splits], split_rows)

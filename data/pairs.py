@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
-from data.card import BayesFn, CardConfig, GoldFn, build_card, write_card
+from data.card import BayesFn, CardConfig, GoldFn, build_card, scrape_counts, write_card
 from data.prompts import (
     PreparedPost,
     PromptConfig,
@@ -651,6 +651,7 @@ def build_datasets(
         gold_fn=gold_fn,
         bayes_fn=bayes_fn,
         time_rule_variants=rule_variants,
+        scrape=scrape_counts(records_dir),
     )
     # 5. write: each output to a temporary name, then moved into place; build_info last
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,10 @@ POST_FEATURES = datasets.Features(
         "permalink": datasets.Value("string"),
         "retrieved_utc": datasets.Value("float64"),
         "source": datasets.Value("string"),
+        # How the post's comments went: "fetched" (its thread page was read), "not_found" / "forbidden" /
+        # "unavailable" (the page answered 404 / 403 / 451: stored without comments), "not_requested" (a row
+        # read without its thread, e.g. from a dump). Null in shards written before the column existed.
+        "comments_status": datasets.Value("string"),
     }
 )
 
@@ -158,6 +162,7 @@ def post_from_json(raw: Mapping[str, Any], *, retrieved_utc: float, salt: str, s
         "permalink": raw.get("permalink") or f"/r/{subreddit}/comments/{post_id}/",
         "retrieved_utc": float(raw.get("retrieved_on") or raw.get("retrieved_utc") or retrieved_utc),
         "source": source,
+        "comments_status": "not_requested",  # the scraper sets how its thread request went
     }
 
 

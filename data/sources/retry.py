@@ -8,6 +8,10 @@ the token), and paces requests by the `x-ratelimit-*` headers. What it does not 
 - its two retries can all fail during a longer outage or a revoked token: we back off and try again, with a
   re-authentication hook for `InvalidToken`.
 
+Answers that retrying cannot change are not retried: 404 (a removed or banned thread, a subreddit that does
+not exist), 403 (private, quarantined) and 451 (blocked for legal reasons). `final_answer` names them, so the
+scraper can skip and count them instead of dying (reddit.com gives them every day).
+
 Every retry is counted by kind, so a scrape reports what it weathered. The wait is bounded (`max_delay_s`)
 and so is the number of attempts: a dead server ends the run with a clear `RetriesExhausted`, not a hang.
 """
@@ -65,6 +69,24 @@ def classify(err: BaseException) -> str | None:
         return None
     if isinstance(err, pex.ResponseException) and err.response.status_code in (408, 502, 503, 504, 520, 522):
         return "server_error"
+    return None
+
+
+def final_answer(err: BaseException) -> str | None:
+    """`not_found` / `forbidden` / `unavailable` for reddit.com's final refusals (404 or 410, 403, 451), else None.
+
+    A subreddit that does not exist redirects to the search page (prawcore's `Redirect`): `not_found` too.
+    `InsufficientScope` and `InvalidToken` are credential problems, not refusals of one item: not listed.
+    """
+    if isinstance(err, (pex.NotFound, pex.Redirect)):
+        return "not_found"
+    if isinstance(err, pex.Forbidden):
+        return "forbidden"
+    if isinstance(err, pex.UnavailableForLegalReasons):
+        return "unavailable"
+    if isinstance(err, pex.ResponseException) and type(err) is pex.ResponseException \
+            and err.response.status_code == 410:
+        return "not_found"
     return None
 
 

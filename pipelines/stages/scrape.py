@@ -4,7 +4,7 @@ scrape writes `runs/<name>/scrape/records/{posts,comments}/part-*.parquet` from 
 - `sim`: generates the simulated world, serves it on 127.0.0.1 and scrapes it with the real praw client,
   exactly as reddit.com would be scraped (only the URLs and the throwaway credentials differ);
 - `reddit`: reddit.com with credentials from the environment (`REDDIT_CLIENT_ID`, `REDDIT_CLIENT_SECRET`,
-  `REDDIT_USER_AGENT`) or a praw.ini site;
+  `REDDIT_USER_AGENT`) or a praw.ini site (`REDDIT_OAUTH_URL` / `REDDIT_URL` name another server);
 - `dumps`: Pushshift / Arctic-Shift files.
 The stage is resumable: the scraper keeps a progress state beside its shards.
 """
@@ -74,10 +74,11 @@ def scrape_stage(ctx: Context) -> dict:
             raise SystemExit(2) from None
     summary = stats.to_dict()
     print(f"[scrape] {summary['posts']} posts, {summary['comments']} comments, {summary['requests']} requests, "
-          f"{summary['items_per_request']:.1f} items/request, dropped {summary['dropped']}")
+          f"{summary['items_per_request']:.1f} items/request, dropped {summary['dropped']}, "
+          f"skipped {summary['skipped']}")
     metrics = {f"scrape/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
-    metrics.update({f"scrape/dropped/{k}": v for k, v in summary["dropped"].items()})
-    metrics.update({f"scrape/retries/{k}": v for k, v in summary["retries"].items()})
+    for group in ("dropped", "skipped", "retries", "comments_status"):
+        metrics.update({f"scrape/{group}/{k}": v for k, v in summary[group].items()})
     return metrics
 
 
