@@ -162,7 +162,9 @@ def test_gold_reads_the_prompt_format_and_ignores_tldr_markers() -> None:
     assert comp["rude"] == 1.0 and comp["gold"] < s
     hallucinated = gold_components(post, "My husband (27M) crashed my car at the zoo, $1,200 gone. What do I do now?")
     assert hallucinated["n_hallucinated"] >= 3 and hallucinated["precision"] < 0.5
-    assert 0.0 <= hallucinated["gold"] <= 1.0
+    # Rule 3 by hand: 2 of the summary's 6 facts (27M, $1,200) are among the post's 8 (coverage capped at 6).
+    assert hallucinated["coverage"] == pytest.approx(2 / 6) and hallucinated["precision"] == pytest.approx(2 / 6)
+    assert hallucinated["gold"] == pytest.approx(0.45 * 2 / 6 + 0.20 * 2 / 6 + 0.20 * 1.0 + 0.15 * 1.0)
 
 
 def test_scores_follow_quality_and_exposure(world: SimWorld) -> None:
