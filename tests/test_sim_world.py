@@ -50,9 +50,12 @@ def test_reddit_json_shape(world: SimWorld) -> None:
     for post in world.posts:
         assert base36.match(post["id"]) and post["name"] == f"t3_{post['id']}"
         assert post["permalink"].startswith(f"/r/{post['subreddit']}/comments/{post['id']}/")
-        assert 0.5 <= post["upvote_ratio"] <= 1.0 and isinstance(post["score"], int)
+        assert post["upvote_ratio"] == round(post["upvote_ratio"], 2) and isinstance(post["score"], int)  # as Reddit
         assert post["subreddit_id"].startswith("t5_") and post["is_self"]
         assert post["num_comments"] == per_post[post["name"]]
+    # The upvote ratio (kept in [0.5, 1] by construction) follows the post's hidden quality.
+    quality, ratio = zip(*((world.quality[p["id"]], p["upvote_ratio"]) for p in world.posts))
+    assert np.corrcoef(quality, ratio)[0, 1] > 0.5
     for c in world.comments.values():
         assert base36.match(c["id"]) and c["name"] == f"t1_{c['id']}"
         parent = c["parent_id"]
