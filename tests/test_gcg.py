@@ -108,7 +108,8 @@ def test_magic_word_eval_reports_per_case(tiny):
     for c in rep.cases:
         trigger_ids = tok(c["trigger"], add_special_tokens=False)["input_ids"]
         assert len(trigger_ids) == 3
-        direct = gcg.evaluate_trigger(model, tok, [prompts[c["prompt_index"]]], c["target_id"], trigger_ids, cfg.position)
+        prompt = prompts[c["prompt_index"]]
+        direct = gcg.evaluate_trigger(model, tok, [prompt], c["target_id"], trigger_ids, cfg.position)
         assert direct.success_rate == float(c["success"])
         assert direct.mean_uplift == pytest.approx(c["uplift"], abs=1e-5)
     wins = [c for c in rep.cases if c["success"]]

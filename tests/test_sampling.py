@@ -38,7 +38,8 @@ def model(tokenizer):
     with torch.no_grad():
         for name, param in model.named_parameters():
             if param.dim() >= 2:  # embeddings and projections; layer norms keep weight 1, bias 0
-                param.normal_(0.0, 0.3 if name.startswith(("transformer.wte", "transformer.wpe")) else 0.2, generator=gen)
+                std = 0.3 if name.startswith(("transformer.wte", "transformer.wpe")) else 0.2
+                param.normal_(0.0, std, generator=gen)
     return model
 
 
