@@ -3,7 +3,7 @@
     .venv/bin/python bench/ppo.py --quick
 
 Both run the same tiny GPT-2 policy, the same tiny GPT-2 reward model (sharing the policy's tokenizer, which
-TRL 1.12 requires; TRAPS.md), value model initialized from the reward model, and the same batch sizes,
+TRL 1.12's PPOTrainer requires), value model initialized from the reward model, and the same batch sizes,
 response length, PPO epochs and temperature, each in its own subprocess (so peak memory is per run).
 TRL 1.12 lives in `bench/.venv-trl112`, created on first use: a venv whose only own package is
 trl==1.12.0 (installed with --no-deps) and which reads torch 2.13 / transformers / accelerate / datasets

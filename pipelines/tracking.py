@@ -160,7 +160,7 @@ class Tracker:
         if self.run is not None:
             import wandb
 
-            wandb.finish()  # also closes a run a HF Trainer re-used (TRAPS.md)
+            wandb.finish()  # also closes a run a HF Trainer re-used (Trainer.train() leaves wandb.run open)
             self.run = None
 
     def __enter__(self) -> "Tracker":

@@ -5,7 +5,7 @@ and builds a few-million-parameter GPT-2 from a config. Both are saved with `sav
 later stage (SFT, reward model, PPO, steering) loads them the ordinary way, exactly as it would load
 `EleutherAI/pythia-1b-deduped`.
 
-Special tokens are explicit and distinct: `pad != eos` (see TRAPS.md: pad == eos makes a reward model read
+Special tokens are explicit and distinct: `pad != eos` (pad == eos makes a reward model read
 the token before a trailing EOS, and makes SFT stop learning to emit EOS).
 """
 
@@ -75,7 +75,7 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    # padding_side must be given at construction: set afterwards it is not saved (TRAPS.md).
+    # padding_side must be given at construction: set afterwards it is not saved by save_pretrained.
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS_TOKEN,

@@ -1,6 +1,6 @@
 """Batched sampling and scoring of responses under a causal LM, shared by PPO, best-of-n, steering and eval.
 
-Two rules hold everywhere here (Huang et al. 2024, N+ details; TRAPS.md):
+Two rules hold everywhere here (Huang et al. 2024, N+ implementation details):
 - Prompts are LEFT-padded and every forward pass gets `position_ids = cumsum(attention_mask) - 1`, so
   absolute-position models (GPT-2) see a padded prompt exactly as they would see it unpadded.
 - Logits are divided by the sampling temperature before every log-softmax, in rollouts and in training,
@@ -34,7 +34,7 @@ class Generation:
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding: the first real token is position 0 (TRAPS.md)."""
+    """Positions that skip left padding: the first real token is position 0 (else GPT-2 scores shift)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 

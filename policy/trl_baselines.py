@@ -1,7 +1,7 @@
 """Critic-free baselines from TRL 1.16 (`RLOOTrainer`, `GRPOTrainer`) against the same reward as our PPO.
 
 Selected by `algo: rloo | grpo`. TRL tokenizes a reward *model* its own way (right padding, no special
-tokens; TRAPS.md), so the reward always goes in as a Python callable wrapping our `RewardFn`
+tokens, not the way it was trained), so the reward always goes in as a Python callable wrapping our `RewardFn`
 (texts in, so the reward model keeps its own tokenizer and formatting).
 """
 

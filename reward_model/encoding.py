@@ -1,7 +1,7 @@
 """How a (prompt, response) becomes reward-model input, and how the score is read: one place for both.
 
 Training (`reward_model/train.py`) and scoring (`reward_model/scoring.py`) import these functions, so a
-response is tokenized, EOS-terminated, padded and read out identically in both. Three traps (TRAPS.md):
+response is tokenized, EOS-terminated, padded and read out identically in both. Three traps:
 
 1. pad == eos: HF sequence-classification heads find "the last token" as the last id != pad_token_id, so a
    trailing EOS that equals pad is skipped and the token before it is read. We read the score at the last

@@ -26,7 +26,8 @@ from policy.models import PAD_TOKEN
 
 
 def ensure_distinct_pad(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Give the tokenizer a pad token distinct from eos (TRAPS.md); True when a token was added."""
+    """Give the tokenizer a pad token distinct from eos (pad == eos makes the RM read the token before
+    a trailing EOS); True when a token was added."""
     if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return False
     tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})

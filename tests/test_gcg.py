@@ -99,10 +99,22 @@ def test_universal_trigger_is_judged_on_heldout_only(tiny):
 def test_magic_word_eval_reports_per_case(tiny):
     model, tok = tiny
     cfg = gcg.GCGConfig(num_steps=10, search_width=32)
-    rep = gcg.evaluate_target_steering(model, tok, toy_prompts(2), n_cases=2, k=3, top_n=20, config=cfg)
+    prompts = toy_prompts(2)
+    rep = gcg.evaluate_target_steering(model, tok, prompts, n_cases=2, k=3, top_n=20, config=cfg)
     assert rep.n_cases == 2 and len(rep.cases) == 2
-    assert 0.0 <= rep.success_rate <= 1.0
     assert all(0 < c["target_rank"] < 20 for c in rep.cases)
+    # Each case's verdict holds when its trigger is re-judged by direct, uncached forwards (filter_ids keeps
+    # triggers whose text re-encodes to the same ids), and the report's rate is the share of those verdicts.
+    for c in rep.cases:
+        trigger_ids = tok(c["trigger"], add_special_tokens=False)["input_ids"]
+        assert len(trigger_ids) == 3
+        prompt = prompts[c["prompt_index"]]
+        direct = gcg.evaluate_trigger(model, tok, [prompt], c["target_id"], trigger_ids, cfg.position)
+        assert direct.success_rate == float(c["success"])
+        assert direct.mean_uplift == pytest.approx(c["uplift"], abs=1e-5)
+    wins = [c for c in rep.cases if c["success"]]
+    assert rep.success_rate == len(wins) / 2 == 0.5  # seeded: one target reached in 10 steps, one not
+    assert rep.mean_steps_to_success == pytest.approx(sum(c["steps"] for c in wins) / len(wins))
     with pytest.raises(ValueError, match="k=11"):
         gcg.evaluate_target_steering(model, tok, toy_prompts(1), n_cases=1, k=11)
 

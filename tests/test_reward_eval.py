@@ -92,7 +92,13 @@ def test_evaluate_tables_baselines_gold_and_plot(tmp_path):
     # later-wins: chosen time i % 3 vs rejected time 1 -> wins at 2, ties at 1 (half), loses at 0.
     expected_later = np.mean([{0: 0.0, 1: 0.5, 2: 1.0}[i % 3] for i in range(40)])
     assert m["rm/baseline/later_wins"] == pytest.approx(expected_later)
-    assert 0.0 <= m["rm/baseline/random"] <= 1.0 and 0.0 <= m["rm/baseline/longer_wins"] <= 1.0
+    # longer-wins: the side with more words wins, ties count half; random: one fair coin per pair, seeded.
+    n_words = lambda text: len(text.split())  # noqa: E731
+    expected_longer = np.mean([1.0 if n_words(c) > n_words(r) else 0.5 if n_words(c) == n_words(r) else 0.0
+                               for c, r in zip(pairs["chosen"], pairs["rejected"])])
+    assert expected_longer != pytest.approx(0.5)  # the data can tell "longer wins" from its reverse
+    assert m["rm/baseline/longer_wins"] == pytest.approx(expected_longer)
+    assert m["rm/baseline/random"] == pytest.approx(np.random.default_rng(0).integers(0, 2, size=40).mean())
     assert m["rm/human_n"] == 8 and m["rm/human_agreement"] == pytest.approx(0.75)
     # Bucket rows: every ratio bucket of the data, each with its baselines beside the RM.
     buckets = {r["value"]: r for r in result.tables["by_ratio"]}

@@ -50,9 +50,12 @@ def test_reddit_json_shape(world: SimWorld) -> None:
     for post in world.posts:
         assert base36.match(post["id"]) and post["name"] == f"t3_{post['id']}"
         assert post["permalink"].startswith(f"/r/{post['subreddit']}/comments/{post['id']}/")
-        assert 0.5 <= post["upvote_ratio"] <= 1.0 and isinstance(post["score"], int)
+        assert post["upvote_ratio"] == round(post["upvote_ratio"], 2) and isinstance(post["score"], int)  # as Reddit
         assert post["subreddit_id"].startswith("t5_") and post["is_self"]
         assert post["num_comments"] == per_post[post["name"]]
+    # The upvote ratio (kept in [0.5, 1] by construction) follows the post's hidden quality.
+    quality, ratio = zip(*((world.quality[p["id"]], p["upvote_ratio"]) for p in world.posts))
+    assert np.corrcoef(quality, ratio)[0, 1] > 0.5
     for c in world.comments.values():
         assert base36.match(c["id"]) and c["name"] == f"t1_{c['id']}"
         parent = c["parent_id"]
@@ -162,7 +165,9 @@ def test_gold_reads_the_prompt_format_and_ignores_tldr_markers() -> None:
     assert comp["rude"] == 1.0 and comp["gold"] < s
     hallucinated = gold_components(post, "My husband (27M) crashed my car at the zoo, $1,200 gone. What do I do now?")
     assert hallucinated["n_hallucinated"] >= 3 and hallucinated["precision"] < 0.5
-    assert 0.0 <= hallucinated["gold"] <= 1.0
+    # Rule 3 by hand: 2 of the summary's 6 facts (27M, $1,200) are among the post's 8 (coverage capped at 6).
+    assert hallucinated["coverage"] == pytest.approx(2 / 6) and hallucinated["precision"] == pytest.approx(2 / 6)
+    assert hallucinated["gold"] == pytest.approx(0.45 * 2 / 6 + 0.20 * 2 / 6 + 0.20 * 1.0 + 0.15 * 1.0)
 
 
 def test_scores_follow_quality_and_exposure(world: SimWorld) -> None:

@@ -20,6 +20,7 @@ from pipelines.stages.rl import critic_init_dir, gold_parts, list_snapshots, Pol
 import pipelines.stages.all  # noqa: F401  (registers the stages)
 from policy.evaluate import ROW_KEYS, HeldOut, Responses
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+from reward_model.calibration import wilson_interval
 from reward_model.model import build_reward_model
 from reward_model.scoring import RewardFileConfig
 
@@ -132,9 +133,15 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     assert by["PPO step 4"]["kl"] > 0.0
     assert by["best-of-4"]["rm_score"] >= by["best-of-1"]["rm_score"]  # best-of-n picks by the reward model
     assert by["best-of-1"]["gold"] == pytest.approx(by["SFT"]["gold"])  # the same pool, uniform weights
+    n_prompts = metrics["eval/prompts"]
+    assert n_prompts == 6  # eval_policy.max_prompts of the 8 test rows
     for row in table[1:]:
-        lo, hi = row["gold_win_ci"]
-        assert 0.0 <= lo <= row["gold_win_rate"] <= hi <= 1.0 and 0.0 <= row["no_eos_rate"] <= 1.0
+        # The 95% Wilson interval of the per-prompt wins, over the evaluated prompts (not the samples).
+        assert row["gold_win_ci"] == pytest.approx(list(wilson_interval(row["gold_win_rate"] * n_prompts, n_prompts)))
+        # A response without EOS has all 6 tokens, one with EOS 1 to 6 (EOS counted): length bounds the rate.
+        assert 1.0 + 5.0 * row["no_eos_rate"] - 1e-9 <= row["length"] <= 6.0
+    # The random tiny SFT policy (400 tokens) all but never samples EOS within 6 tokens: every response runs full.
+    assert by["SFT"]["no_eos_rate"] == 1.0 and by["SFT"]["length"] == 6.0
     assert by["PPO step 2"]["compute"].startswith("PPO 2 updates x 8 episodes")
     assert (out / "gold_vs_sqrt_kl.png").stat().st_size > 1000 and (out / "proxy_vs_gold.png").stat().st_size > 1000
     assert metrics["eval/ppo_step_4/kl"] == by["PPO step 4"]["kl"] and "eval/sft/gold_win_lo" in metrics

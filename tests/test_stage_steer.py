@@ -17,6 +17,7 @@ from policy.goals.common import weights_fingerprint
 from policy.evaluate import ROW_KEYS
 from policy.goals.toy import toy_model, toy_prompts
 from policy.models import load_causal_lm
+from reward_model.calibration import wilson_interval
 from reward_model.model import build_reward_model
 from reward_model.scoring import RewardFileConfig
 
@@ -96,17 +97,24 @@ def test_stage_writes_side_by_side_with_every_method(steer_run):
                        "reward trigger (discrete)", "soft reward prompt"]  # no eval-policy here: the reference row
     assert all(tuple(r) == ROW_KEYS for r in table)
     methods = methods[1:]
+    n_posts = metrics["steer/eval/posts"]
+    assert n_posts == 3  # eval_policy.max_prompts of the 6 test rows
     for r in table[1:]:
-        assert r["rm_score"] is not None and r["gold"] is not None and r["length"] >= 0
-        lo, hi = r["gold_win_ci"]
-        assert 0 <= lo <= r["gold_win_rate"] <= hi <= 1
+        assert r["rm_score"] is not None and r["gold"] is not None
+        # A response without EOS has all 6 tokens (steer.eval.response_length), one with EOS 1 to 6.
+        assert 1.0 + 5.0 * r["no_eos_rate"] - 1e-9 <= r["length"] <= 6.0
+        # The 95% Wilson interval of the per-post wins, over the evaluated posts (not the samples).
+        assert r["gold_win_ci"] == pytest.approx(list(wilson_interval(r["gold_win_rate"] * n_posts, n_posts)))
     by = {r["method"]: r for r in table}
     assert by["goal token (top bucket)"]["weights_changed"] is True
     assert not any(by[m]["weights_changed"] for m in methods if m != "goal token (top bucket)")
     assert abs(by["SFT (steer sampler)"]["kl"]) < 1e-3  # the SFT row writes with the SFT policy: KL is 0
     assert "reward trigger (discrete)" in (out / "side_by_side.md").read_text()
     # every part left its numbers and files
-    assert metrics["steer/target_cases"] == 3 and 0 <= metrics["steer/target/success_rate"] <= 1
+    cases = json.loads((out / "steer_target_steering_cases.json").read_text())  # the tracker's table file
+    success = [row[cases["columns"].index("success")] for row in cases["rows"]]
+    assert metrics["steer/target_cases"] == len(success) == 3
+    assert metrics["steer/target/success_rate"] == pytest.approx(sum(success) / 3)
     assert metrics["steer/universal/heldout_posts"] == 2
     assert "steer/soft/pez/projected_success_rate" in metrics and "steer/soft/soft/retained_as_text" in metrics
     assert metrics["steer/goal/n_buckets"] == 2 and "steer/goal/spearman_reward" in metrics
