@@ -160,7 +160,11 @@ class RedditReplay:
     """Serves recordings on 127.0.0.1 (an ephemeral port by default) from a background thread."""
 
     def __init__(self, recordings: Iterable[Recording], faults: Iterable[Fault] = (), host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, any_sort: bool = False) -> None:
+        """`any_sort`: a listing sort that was not recorded (`/r/askreddit/top`) is answered with a recorded sort
+        of the same subreddit (`/r/askreddit/hot`): the posts are real, only their order is not that sort's. It
+        lets a config written for reddit.com (top of the month) run against the recordings unchanged."""
+        self.any_sort = any_sort
         self.recordings: dict[tuple, Recording] = {}
         for rec in recordings:
             self.recordings.setdefault(_key(rec.method, rec.path, rec.params), rec)  # repeats: first wins
@@ -275,6 +279,10 @@ class RedditReplay:
 
     def _replay(self, key: tuple, params: dict[str, str]) -> tuple[int, bytes, Recording | None]:
         rec = self.recordings.get(key)
+        if rec is None and self.any_sort and key[0] == "listing" and not (key[2] or key[3]):
+            subreddit = key[1].split("/")[:2]
+            rec = next((r for k, r in sorted(self.recordings.items(), key=lambda kv: str(kv[0]))
+                        if k[0] == "listing" and k[1].split("/")[:2] == subreddit and not (k[2] or k[3])), None)
         if rec is not None:
             if key[0] == "listing" and rec.status == 200:
                 return 200, _cut_listing(rec, params.get("limit")), rec

@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Iterator
 
+from data.empty_output import EmptyOutput
+from data.shards import shard_paths
 from data.sim.server import SimRedditServer
 from data.sources.dumps import ingest_dumps
 from data.sources.reddit_api import ENV_AGENT, ENV_ID, ENV_SECRET, MissingCredentials, refresh, scrape
@@ -79,7 +82,19 @@ def scrape_stage(ctx: Context) -> dict:
     metrics = {f"scrape/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
     for group in ("dropped", "skipped", "retries", "comments_status"):
         metrics.update({f"scrape/{group}/{k}": v for k, v in summary[group].items()})
+    refuse_empty(records, {**summary["skipped"], **summary["dropped"]},
+                 "scrape.reddit.subreddits, listing and time_filter (a banned or private subreddit answers 404/403), "
+                 "min_post_score, or scrape.reddit.post_ids")
     return metrics
+
+
+def refuse_empty(records: Path, counts: dict[str, int], settings: str) -> None:
+    """No post stored at all is an error naming what refused or dropped them (the progress state is kept, so
+    a corrected rerun resumes); otherwise every later stage would fail on an empty directory."""
+    if shard_paths(records, "posts"):
+        return
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v) or "none counted"
+    raise EmptyOutput(f"scrape stored 0 posts in {records} (skipped or dropped: {reasons}); check {settings}")
 
 
 @register("sim-reddit", "Serve the simulated Reddit on 127.0.0.1 (Reddit's JSON API) until Ctrl-C.", tracked=False)
