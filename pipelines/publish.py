@@ -18,6 +18,7 @@ comes from HF_TOKEN or `hf auth login` (`huggingface_hub.get_token`), never from
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -214,14 +215,28 @@ def _linked_card(up: Upload, pushed: dict[str, str], include_sft_base: bool):
     return card
 
 
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What a failed Hub call raises: huggingface_hub's errors (OSError), its HTTP client's transport errors (the
+    client is httpx2 in huggingface_hub 2.x, httpx before) and ValueError (the Hub's card validation)."""
+    import importlib
+
+    found: list[type[BaseException]] = [OSError, ValueError]
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
 def upload(uploads: list[Upload], cfg: PublishConfig, token: str, run_name: str, commit: str,
-           rm_from_sft: bool) -> dict[str, dict]:
-    """Create each repo (exist_ok), upload its folder, then push its linked card (the Hub validates it)."""
+           rm_from_sft: bool, record: dict[str, dict]) -> None:
+    """Create each repo (exist_ok), upload its folder, then push its linked card (the Hub validates it); each
+    part goes into `record` once pushed, so a failure can say what is already up."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     pushed: dict[str, str] = {}
-    record: dict[str, dict] = {}
     for up in uploads:
         print(f"[publish] {up.part}: {up.folder} -> {up.repo_id}")
         url = api.create_repo(up.repo_id, repo_type=up.repo_type, private=cfg.private, exist_ok=True)
@@ -234,14 +249,12 @@ def upload(uploads: list[Upload], cfg: PublishConfig, token: str, run_name: str,
         pushed[up.part] = up.repo_id
         record[up.part] = {"repo_id": up.repo_id, "repo_type": up.repo_type, "url": str(url),
                            "commit": getattr(info, "oid", None), "files": len(up.files)}
-    return record
 
 
 def publish(cfg: PublishConfig, run_root: Path, run_name: str, commit: str, rm_from_sft: bool,
             out_dir: Path) -> dict[str, float]:
     """The publish stage: plan, refuse with what to set, or upload; writes `published.json` (no token) to out_dir."""
     from huggingface_hub import constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError
 
     uploads = plan(cfg, run_root)
     token = get_token()
@@ -256,10 +269,15 @@ def publish(cfg: PublishConfig, run_root: Path, run_name: str, commit: str, rm_f
     if problems:
         raise PublishRefused("publish cannot start:\n  - " + "\n  - ".join(problems))
     write_missing_cards(uploads, run_root)
+    record: dict[str, dict] = {}
     try:
-        record = upload(uploads, cfg, token, run_name, commit, rm_from_sft)
-    except (HfHubHTTPError, OSError, ValueError) as err:  # OSError: connection errors; ValueError: card validation
-        raise PublishRefused(f"the Hub refused or could not be reached: {str(err).replace(token, '<token>')}") from None
+        upload(uploads, cfg, token, run_name, commit, rm_from_sft, record)
+    except hub_errors() as err:
+        done = ", ".join(record) or "nothing"
+        hint = f" A 401/403 is the token's: {TOKEN_HELP}." if re.search(r"\b40[13]\b", str(err)) else ""
+        raise PublishRefused(f"the Hub refused or could not be reached ({type(err).__name__}: "
+                             f"{str(err).replace(token, '<token>')}); pushed before that: {done}. Rerun publish once "
+                             f"fixed: it uploads into the same repos again.{hint}") from None
     (out_dir / "published.json").write_text(json.dumps(record, indent=2))
     for part, info in record.items():
         print(f"[publish] {part}: {info['url']}")

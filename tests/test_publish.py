@@ -122,3 +122,42 @@ def test_dry_run_names_parts_whose_stage_is_missing(finished_run: Path, capsys: 
 def test_bad_publish_settings_are_config_errors(override: str, expected: str) -> None:
     with pytest.raises(configio.ConfigError, match=expected):
         configio.load(ExperimentConfig, ROOT / "configs" / "tiny.yaml", [override])
+
+
+def test_a_hub_error_is_a_message_with_the_token_removed(finished_run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """Against a local server that answers every call with 401 and echoes the Authorization header back (as a
+    careless proxy might): the real huggingface_hub client fails, publish says so without the token."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from huggingface_hub import constants
+
+    class Refuse(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            body = json.dumps({"error": f"Invalid credentials: {self.headers.get('authorization')}"}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(_args(finished_run, "publish.repo_id=alice/upvote"))
+    finally:
+        server.shutdown()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "the Hub refused or could not be reached" in err and "401" in err and "pushed before that: nothing" in err
+    assert "Bearer <token>" in err and FAKE_TOKEN not in err and "hf auth login" in err
