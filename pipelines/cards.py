@@ -11,9 +11,9 @@ header is built with huggingface_hub's card-data classes and `datasets`' own `Da
 split sizes), never written by hand. Every number in a card is a value of the stage's final metrics (the same
 dict `run_stage` writes to metrics.json), and every card names the run, seed, commit and resolved config.
 
-    from pipelines.cards import dataset_card, model_card
-    card = dataset_card(Path("runs/demo/build-data"), provenance)   # huggingface_hub.DatasetCard
-    card.save("runs/demo/build-data/README.md")
+    from pipelines.cards import save_dataset_card, save_model_card
+    save_dataset_card(cfg, Path("runs/demo/build-data"), commit)             # -> .../build-data/README.md
+    save_model_card(cfg, "reward", Path("runs/demo/train-reward/model"), metrics, commit)
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 ModelKind = Literal["sft", "reward", "ppo"]
 CARD_FILE = "README.md"
 # The Hub's size buckets (the list `datasets` ships in datasets/utils/resources/size_categories.json).
-SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+SIZE_CATEGORIES = tuple((10 ** (3 + k), name) for k, name in enumerate(
+    ["n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B",
+     "10B<n<100B", "100B<n<1T"]))
 # Configs of the dataset repo: build-data's save_to_disk folders. Only `data-*.arrow` are data: the same split
 # folders also hold `cache-*.arrow` index files that later stages' shuffles/selects leave behind.
 DATASET_CONFIGS = {
@@ -96,7 +97,7 @@ def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def size_category(n: int) -> str:
     """The Hub's `size_categories` bucket of n examples."""
-    return next((name for limit, name in SIZE_CATEGORIES if n < limit), "n>1B")
+    return next((name for limit, name in SIZE_CATEGORIES if n < limit), "n>1T")
 
 
 def hub_model_id(name: str | None) -> str | None:

@@ -113,8 +113,8 @@ def test_real_reddit_data_names_reddit_terms_and_hides_the_author_salt(data_dir:
 
 
 def test_size_category_buckets() -> None:
-    assert [size_category(n) for n in (0, 999, 1000, 99_999, 100_000, 2_000_000)] == \
-        ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M"]
+    assert [size_category(n) for n in (0, 999, 1000, 99_999, 100_000, 2_000_000, 10**13)] == \
+        ["n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "n>1T"]
 
 
 def test_hub_model_id_tells_hub_names_from_local_folders(tmp_path: Path) -> None:
