@@ -241,9 +241,9 @@ def upload(uploads: list[Upload], cfg: PublishConfig, token: str, run_name: str,
         print(f"[publish] {up.part}: {up.folder} -> {up.repo_id}")
         url = api.create_repo(up.repo_id, repo_type=up.repo_type, private=cfg.private, exist_ok=True)
         message = f"upvote-rlhf {run_name}: {up.part} (commit {commit})"
+        files = [f for f in up.files if f != cards.CARD_FILE]  # exact paths: allow_patterns=None would send all
         info = api.upload_folder(repo_id=up.repo_id, repo_type=up.repo_type, folder_path=up.folder,
-                                 allow_patterns=[f for f in up.files if f != cards.CARD_FILE] or None,
-                                 commit_message=message)
+                                 allow_patterns=files, commit_message=message) if files else None
         _linked_card(up, pushed, rm_from_sft).push_to_hub(up.repo_id, token=token, repo_type=up.repo_type,
                                                           commit_message=f"{message}: card")
         pushed[up.part] = up.repo_id
