@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo scrape sim-reddit build-data pretrain sft train-reward eval-reward ppo eval-policy steer report bench clean
+.PHONY: setup test demo scrape sim-reddit build-data pretrain sft train-reward eval-reward ppo eval-policy steer report publish bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ steer: setup
 
 report: setup
 	$(PY) -m pipelines report --config $(CONFIG) $(ARGS)
+
+# Push the run's dataset and models, with their cards, to the Hugging Face Hub: needs HF_TOKEN (or `hf auth login`)
+# and ARGS="publish.repo_id=<user-or-org>/<name>"; the only target that goes online (HF_HUB_OFFLINE=0).
+publish: setup
+	HF_HUB_OFFLINE=0 $(PY) -m pipelines publish --config $(CONFIG) $(ARGS)
 
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done

@@ -21,6 +21,7 @@ from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
+from pipelines.publish import PublishConfig
 from policy.trl_baselines import TRLBaselineConfig
 from reward_model.train import RewardStageConfig
 
@@ -135,6 +136,7 @@ class ExperimentConfig(BaseModel):
     rl: RLSection = Field(default_factory=RLSection)
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
 
     _notes: list[str] = PrivateAttr(default_factory=list)
 

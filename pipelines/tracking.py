@@ -20,7 +20,7 @@ from typing import Any
 # not secrets: redacting them made saved run configs unreproducible.
 SECRET_KEY_PARTS = ("secret", "password", "passwd", "api_key", "apikey", "credential")
 SECRET_TOKEN_KEY = re.compile(r"^(?:(?:access|refresh|auth|bearer|oauth|api|hub|hf|wandb|reddit)_?)?token$")
-SECRET_ENV = ("REDDIT_CLIENT_SECRET", "REDDIT_PASSWORD", "WANDB_API_KEY")
+SECRET_ENV = ("REDDIT_CLIENT_SECRET", "REDDIT_PASSWORD", "WANDB_API_KEY", "HF_TOKEN")
 
 
 def is_secret_key(key: object) -> bool:

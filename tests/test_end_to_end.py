@@ -88,3 +88,75 @@ def test_no_secret_in_any_file(tiny_run: Path) -> None:
             data = path.read_bytes()
             for secret in secrets:
                 assert secret not in data, f"{secret!r} found in {path}"
+
+
+def test_cards_load_and_carry_this_runs_numbers(tiny_run: Path, tmp_path: Path) -> None:
+    import datasets
+    from huggingface_hub import DatasetCard, ModelCard
+
+    def done_commit(stage: str) -> str:
+        return json.loads((tiny_run / stage / "DONE.json").read_text())["commit"]
+
+    def metrics(stage: str) -> dict:
+        return json.loads((tiny_run / stage / "metrics.json").read_text())
+
+    data_card = json.loads((tiny_run / "build-data" / "data_card.json").read_text())
+    card = DatasetCard.load(tiny_run / "build-data" / "README.md", ignore_metadata_errors=False)
+    sizes = {info["config_name"]: {s["name"]: s["num_examples"] for s in info["splits"]}
+             for info in card.data.to_dict()["dataset_info"]}
+    assert sizes == {"pairs": data_card["splits"]["pairs"], "sft": data_card["splits"]["sft"]}
+    # Later stages have shuffled these splits (cache files in their folders): the configs still load exactly them.
+    pairs = datasets.load_dataset(str(tiny_run / "build-data"), "pairs", cache_dir=str(tmp_path / "hf-cache"))
+    assert {s: len(pairs[s]) for s in pairs} == data_card["splits"]["pairs"]
+    assert f"`{done_commit('build-data')}`" in card.text and "| tiny | `build-data` | 0 |" in card.text
+
+    rm = metrics("train-reward")
+    card = ModelCard.load(tiny_run / "train-reward" / "model" / "README.md", ignore_metadata_errors=False)
+    assert card.data.eval_results[0].metric_value == rm["rm/accuracy"]
+    assert f"| {rm['rm/accuracy']:.3f} [{rm['rm/accuracy_ci_low']:.3f}, {rm['rm/accuracy_ci_high']:.3f}] |" in card.text
+    assert f"| baseline: longer wins | {rm['rm/baseline/longer_wins']:.3f} |" in card.text
+    assert f"`{done_commit('train-reward')}`" in card.text
+
+    sft = metrics("sft")
+    card = ModelCard.load(tiny_run / "sft" / "model" / "README.md", ignore_metadata_errors=False)
+    assert card.data.eval_results[0].metric_value == sft["sft/eval/loss"]
+    assert f"{sft['sft/params']:,} parameters" in card.text  # counted from the saved weights
+
+    ppo = metrics("ppo")
+    card = ModelCard.load(tiny_run / "ppo" / "policy" / "README.md", ignore_metadata_errors=False)
+    assert f"| score | {ppo['objective/scores']:.3f} |" in card.text
+    assert f"| KL to the SFT policy | {ppo['objective/kl']:.3f} |" in card.text
+
+
+def test_publish_dry_run_links_cards_and_writes_missing_ones(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from pipelines.publish import _linked_card, plan, write_missing_cards
+    from pipelines.stages import run_stage
+
+    overrides = [f"run.root={tiny_run.parent}", "publish.repo_id=alice/tiny-upvote", "publish.dry_run=true"]
+    cfg = configio.load(ExperimentConfig, CONFIGS / "tiny.yaml", overrides)
+    run_stage("publish", cfg)
+    out = capsys.readouterr().out
+    assert f"{tiny_run / 'train-reward' / 'model'} -> alice/tiny-upvote-reward-model (model repo, private)" in out
+    uploads = plan(cfg.publish, tiny_run)
+    assert [u.repo_id for u in uploads] == ["alice/tiny-upvote-data", "alice/tiny-upvote-sft",
+                                           "alice/tiny-upvote-reward-model", "alice/tiny-upvote-ppo"]
+    assert not [u.problem for u in uploads if u.problem or u.card_missing]
+    # Once pushed, the reward model's card names the dataset repo and its base, the SFT repo.
+    pushed = {"dataset": uploads[0].repo_id, "sft_policy": uploads[1].repo_id}
+    linked = ModelCard(str(_linked_card(uploads[2], pushed, include_sft_base=True)))
+    assert linked.data.datasets == ["alice/tiny-upvote-data"] and linked.data.base_model == "alice/tiny-upvote-sft"
+    assert linked.data.eval_results[0].dataset_type == "alice/tiny-upvote-data"
+
+    # A stage that finished before cards existed: publish writes its card from the stage's own saved files.
+    old = tmp_path / "tiny"
+    shutil.copytree(tiny_run / "sft", old / "sft", ignore=shutil.ignore_patterns("checkpoints", "short_context"))
+    (old / "sft" / "model" / "README.md").unlink()
+    (sft_upload,) = plan(cfg.publish.model_copy(update={"include": ["sft_policy"]}), old)
+    assert sft_upload.card_missing
+    write_missing_cards([sft_upload], old)
+    rewritten = ModelCard.load(old / "sft" / "model" / "README.md")
+    assert rewritten.text == ModelCard.load(tiny_run / "sft" / "model" / "README.md").text

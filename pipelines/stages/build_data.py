@@ -12,6 +12,7 @@ from data.empty_output import check_not_empty
 from data.pairs import build_datasets, sim_bayes_fn
 from data.shards import load_records, shard_paths
 from data.sim.gold import gold_score
+from pipelines.cards import write_dataset_card
 from pipelines.config import ExperimentConfig
 from pipelines.stages import Context, register, sim_world
 from policy.models import load_tokenizer, train_tokenizer
@@ -67,4 +68,5 @@ def build_data(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-sft-rows", "dataset", ctx.out / "sft")
     metrics = {f"data/{k}": v for k, v in result.card["summary"].items()}
     metrics["data/tokenizer_vocab"] = len(tok)
+    write_dataset_card(ctx)
     return metrics

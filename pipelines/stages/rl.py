@@ -31,6 +31,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sim.gold import gold_components, gold_score
+from pipelines.cards import write_model_card
 from pipelines.stages import Context, distributed_state, register
 from policy.evaluate import (
     ROW_KEYS,
@@ -269,6 +270,7 @@ def ppo_stage(ctx: Context) -> dict:
                                                      "log_history": history}, indent=1, default=str))
         ctx.tracker.artifact(f"{cfg.run.name}-{base.algo}-policy", "model", out / "policy")
         metrics[f"{base.algo}/seconds"] = seconds
+    write_model_card(ctx, "ppo", result.policy_dir, metrics)
     return metrics
 
 

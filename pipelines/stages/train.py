@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from data.pairs import sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.probes import fact_swap_pairs
+from pipelines.cards import write_model_card
 from pipelines.stages import Context, distributed_state, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import pretrain_lm, train_sft
@@ -86,8 +87,10 @@ def sft_stage(ctx: Context) -> dict:
         for s in result.samples[:3]:
             print(f"--- sample\n{s}")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", ctx.out / "model")
-    return {**result.metrics, "sft/params": n_params,  # result.metrics are already namespaced sft/...
-            "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
+    metrics = {**result.metrics, "sft/params": n_params,  # result.metrics are already namespaced sft/...
+               "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
+    write_model_card(ctx, "sft", ctx.out / "model", metrics)
+    return metrics
 
 
 def _win_probs_for_eval(ctx: Context):
@@ -178,6 +181,7 @@ def train_reward_stage(ctx: Context) -> dict:
     if state.is_main_process:  # the held-out evaluation is one process's job: the others would race on its files
         metrics.update(evaluate_and_log(ctx, ctx.out / "model"))
     state.wait_for_everyone()
+    write_model_card(ctx, "reward", ctx.out / "model", metrics)
     return metrics
 
 
