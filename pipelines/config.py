@@ -16,6 +16,7 @@ from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
+from pipelines.study import StudyConfig
 from policy.evaluate import EvalPolicyConfig
 from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
@@ -135,6 +136,7 @@ class ExperimentConfig(BaseModel):
     rl: RLSection = Field(default_factory=RLSection)
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
     _notes: list[str] = PrivateAttr(default_factory=list)
 
