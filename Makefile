@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo scrape sim-reddit build-data pretrain sft train-reward eval-reward ppo eval-policy steer report publish bench clean
+.PHONY: setup test demo scrape sim-reddit build-data pretrain sft train-reward eval-reward ppo eval-policy steer study report publish bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ eval-policy: setup
 
 steer: setup
 	$(PY) -m pipelines steer --config $(CONFIG) $(ARGS)
+
+# The headline claims over seeds (study.seeds, default 0 1 2): train-reward, ppo and eval-policy again per seed
+# from the run's own data build and SFT (so `make demo`, or at least `make sft`, first), then the report cites
+# the spread. ARGS="study.redo_sft=true" repeats SFT per seed too, "study.steer=true" steering.
+study: setup
+	$(PY) -m pipelines study --config $(CONFIG) $(ARGS)
+	$(PY) -m pipelines report --config $(CONFIG) $(ARGS)
 
 report: setup
 	$(PY) -m pipelines report --config $(CONFIG) $(ARGS)

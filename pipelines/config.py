@@ -16,6 +16,7 @@ from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
+from pipelines.study import StudyConfig
 from policy.evaluate import EvalPolicyConfig
 from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
@@ -137,6 +138,7 @@ class ExperimentConfig(BaseModel):
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
     _notes: list[str] = PrivateAttr(default_factory=list)
 

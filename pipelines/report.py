@@ -74,6 +74,11 @@ class RunReader:
         return None
 
     @property
+    def study(self) -> dict | None:
+        """The headline claims over seeds (`python -m pipelines study`), when a study completed in this run."""
+        return _read_json(self.root / "study" / "study.json") if self.done("study") else None
+
+    @property
     def has_gold(self) -> bool:
         """Only the simulated world has a hidden gold score."""
         return self.source == "sim"
@@ -84,6 +89,38 @@ class RunReader:
             return f"_stage `{stage}` has not completed in this run._"
         return (f"_Stage `{stage}`: config `{info.get('config', '?')}`, seed {info.get('seed', '?')}, "
                 f"commit `{info.get('commit', '?')}`, {info.get('seconds', 0):.0f} s._")
+
+
+def _across_seeds(study: dict | None, key: str) -> str | None:
+    """One claim of the study in words: mean, spread and the verdict across seeds; None without it."""
+    c = (study or {}).get("claims", {}).get(key)
+    if not c:
+        return None
+    std = "n/a" if c.get("std") is None else f"{c['std']:.3f}"
+    return (f"mean {c['mean']:+.3f} (std {std}, {c['min']:+.3f} to {c['max']:+.3f}) over {c['n']} seeds: "
+            f"{c['verdict']}")
+
+
+SINGLE_SEED = "single seed; `make study` gives the spread over seeds"
+
+
+def _study_section(r: RunReader) -> list[str]:
+    """The study's table (claims x mean, spread, verdict) when one completed, else a line saying the report rests
+    on one seed."""
+    study = r.study
+    if not study:
+        return ["_Every number below comes from one seed of one machine: CPU kernels and seeds move them. "
+                "`make study` repeats the stages behind the headline claims over seeds._", ""]
+    lines = ["## Across seeds: the study", "", r.provenance("study"), "",
+             f"Seeds {', '.join(map(str, study['seeds']))}, each repeating {', '.join(study.get('repeated', []))} "
+             f"from this run's own {', '.join(study.get('shared', []))} (per-seed values and intervals: "
+             "[study/study.md](study/study.md)):", ""]
+    lines += _table(["claim", "mean", "std", "min", "max", "verdict across seeds"],
+                    [[c["label"], c["mean"], c["std"], c["min"], c["max"], c["verdict"]]
+                     for c in study["claims"].values()])
+    if (r.root / "study" / "per_seed.png").is_file():
+        lines += ["![per-seed values](study/per_seed.png)", ""]
+    return lines
 
 
 def _data_section(r: RunReader) -> list[str]:
@@ -166,6 +203,9 @@ def _reward_section(r: RunReader) -> list[str]:
             f"same_post pairs). Both sides are expected accuracies under the simulator's win probability of each "
             f"pair, so the realized labels' noise cancels; the reward model picks against the Bayes decision on "
             f"{m.get('rm/bayes_disagreement', float('nan')):.1%} of the pairs.")
+        across = _across_seeds(r.study, "rm_gap_to_ceiling")
+        verdict.append(f"  Across the study's seeds the gap is {across} (this run's seed above)." if across
+                       else "  Single seed: `make study` gives this gap's spread over seeds.")
     if "rm/probe/fact_swap_accuracy" in m:
         verdict.append(f"- Fact-swap probe: the reward model prefers a held-out reference TL;DR over the same TL;DR with "
                        f"one fact word swapped in {m['rm/probe/fact_swap_accuracy']:.3f} of "
@@ -222,7 +262,7 @@ def _gain_text(stats: dict) -> str:
     return f"{stats['mean']:+.3f} [{stats['lo']:+.3f}, {stats['hi']:+.3f}]"
 
 
-def _paired_lines(vs_sft: dict[str, dict], last_ppo: str) -> list[str]:
+def _paired_lines(vs_sft: dict[str, dict], last_ppo: str, scope: str = "") -> list[str]:
     """eval-policy's paired comparison with SFT (vs_sft.json): the verdict for PPO's last snapshot and a table."""
     if not vs_sft:
         return []
@@ -233,7 +273,7 @@ def _paired_lines(vs_sft: dict[str, dict], last_ppo: str) -> list[str]:
         verdict = "clearly above" if w["lo"] > 0 else ("clearly below" if w["hi"] < 0 else "not separable from")
         lines.append(f"- Paired on the same {_fmt(w.get('prompts'), 0)} prompts (what the CIs above ignore: most of "
                      f"their width is which prompts are easy): {last_ppo} minus SFT in gold win rate "
-                     f"{_gain_text(w)}, P(gain <= 0) = {_fmt(w['p_not_above'])}: {verdict} SFT; in gold "
+                     f"{_gain_text(w)}, P(gain <= 0) = {_fmt(w['p_not_above'])}: {verdict} SFT{scope}; in gold "
                      f"{_gain_text(ppo['gold'])}.")
     lines += ["", "Each method minus SFT on the same held-out prompts (95% bootstrap over prompts):", ""]
     lines += _table(["method", "gold win rate - SFT", "P(gain <= 0)", "gold - SFT"],
@@ -242,10 +282,11 @@ def _paired_lines(vs_sft: dict[str, dict], last_ppo: str) -> list[str]:
     return lines
 
 
-def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None) -> list[str]:
+def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None, study: dict | None = None) -> list[str]:
     """Does RL beat SFT on gold? Computed from the table's rows: PPO's last snapshot, the largest best-of-n,
     and the gold-reward PPO control when present; with `vs_sft` (eval-policy's paired comparison) also the
-    paired gain over SFT on the same prompts, which decides the verdict when present."""
+    paired gain over SFT on the same prompts, which decides this seed's verdict when present; with `study`
+    (the study over seeds) the verdict across seeds comes first, and this run's numbers are one of its seeds."""
     by = {row.get("method"): row for row in table}
     sft = by.get("SFT")
     ppo = [row for row in table if str(row.get("method", "")).startswith("PPO step")]
@@ -254,13 +295,20 @@ def _policy_verdict(table: list[dict], vs_sft: dict[str, dict] | None = None) ->
     last = ppo[-1]
     s_ci, p_ci = sft.get("gold_win_ci") or [0, 0], last.get("gold_win_ci") or [0, 0]
     verdict = "clearly above" if p_ci[0] > s_ci[1] else ("clearly below" if p_ci[1] < s_ci[0] else "not separable from")
-    lines = ["**Does RL beat SFT on gold?**", "",
-             f"- {last['method']}: gold win rate vs the reference {_win_text(last)}, SFT {_win_text(sft)}: "
-             f"{verdict} SFT (95% CIs). Reward-model score {_fmt(sft.get('rm_score'))} -> {_fmt(last.get('rm_score'))}, "
-             f"gold {_fmt(sft.get('gold'))} -> {_fmt(last.get('gold'))}, KL {_fmt(last.get('kl'))}."]
-    paired = _paired_lines(vs_sft or {}, last["method"])
+    win, gold = _across_seeds(study, "ppo_final/gold_win"), _across_seeds(study, "ppo_final/gold")
+    scope = " in this run's seed" if win else f" ({SINGLE_SEED})"
+    lines = ["**Does RL beat SFT on gold?**", ""]
+    if win:
+        lines.append(f"- **Across the study's seeds** (one data build and one SFT; reward model and PPO trained per "
+                     f"seed), PPO's last snapshot minus SFT, paired on the same prompts: gold win rate {win}; "
+                     f"gold {gold or 'n/a'}.")
+    lines.append(f"- {last['method']}: gold win rate vs the reference {_win_text(last)}, SFT {_win_text(sft)}: "
+                 f"{verdict} SFT (95% CIs){scope}. Reward-model score {_fmt(sft.get('rm_score'))} -> "
+                 f"{_fmt(last.get('rm_score'))}, gold {_fmt(sft.get('gold'))} -> {_fmt(last.get('gold'))}, "
+                 f"KL {_fmt(last.get('kl'))}.")
+    paired = _paired_lines(vs_sft or {}, last["method"], scope)
     if paired:
-        lines[-1] = lines[-1].replace(f"{verdict} SFT (95% CIs)", f"{verdict} SFT by the two unpaired 95% CIs")
+        lines[-1] = lines[-1].replace(f"{verdict} SFT (95% CIs){scope}", f"{verdict} SFT by the two unpaired 95% CIs")
         lines += paired[:1]
     bon = [row for row in table if str(row.get("method", "")).startswith("best-of-")]
     if bon:
@@ -366,7 +414,7 @@ def _policy_section(r: RunReader) -> list[str]:
             rows.append([values.get(c) for c in cols])
         lines += _table(cols, rows)
     if r.has_gold:
-        lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"))
+        lines += _policy_verdict(table, _read_json(r.root / "eval-policy" / "vs_sft.json"), r.study)
         lines += _on_policy_lines(r)
         lines += _gold_parts_lines(r)
     elif table:
@@ -413,7 +461,8 @@ def _timing_section(r: RunReader) -> tuple[list[str], list[tuple[str, float]]]:
     for done in sorted(r.root.glob("*/DONE.json")):
         info = json.loads(done.read_text())
         rows.append((info["stage"], float(info.get("seconds", 0))))
-    order = ["scrape", "build-data", "pretrain", "sft", "train-reward", "eval-reward", "ppo", "eval-policy", "steer"]
+    order = ["scrape", "build-data", "pretrain", "sft", "train-reward", "eval-reward", "ppo", "eval-policy", "steer",
+             "study"]
     rows.sort(key=lambda x: order.index(x[0]) if x[0] in order else len(order))
     lines = ["## 6. Wall time per stage", ""]
     lines += _table(["stage", "seconds"], [[s, round(t, 1)] for s, t in rows] + [["total", round(sum(t for _, t in rows), 1)]])
@@ -441,7 +490,8 @@ def write_report(run_root: str | Path) -> Path:
         lines += [f"_Source `{r.source}`: real votes have no hidden gold score, so the gold-only parts (gold agreement "
                   "of the pair rules, reward model vs gold, the gold-reward PPO control, gold win rates) are "
                   "skipped; everything else is shown._", ""]
-    lines += _data_section(r) + _reward_section(r) + _policy_section(r) + _steer_section(r) + _samples_section(r)
+    lines += _study_section(r) + _data_section(r) + _reward_section(r) + _policy_section(r) + _steer_section(r)
+    lines += _samples_section(r)
     timing_lines, rows = _timing_section(r)
     lines += timing_lines
     if rows:

@@ -29,11 +29,13 @@ from pipelines.tracking import Tracker
 
 @dataclass
 class Context:
-    """What a stage function gets: the config, its folder, the run root and a tracker."""
+    """What a stage function gets: the config, its folder, the run root, a tracker, and the config file +
+    overrides it came from (`source`, recorded with the results of stages it runs itself: the study's seeds)."""
 
     cfg: ExperimentConfig
     stage_dir: StageDir
     tracker: Tracker
+    source: str = ""
 
     @property
     def out(self) -> Path:
@@ -156,7 +158,7 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         writes=main,
     )
     with tracker:
-        metrics = stage.fn(Context(cfg, sd, tracker)) or {}
+        metrics = stage.fn(Context(cfg, sd, tracker, source)) or {}
         seconds = time.time() - started
         tracker.summary({**metrics, f"time/{name}_seconds": seconds})
     if main:
