@@ -16,6 +16,7 @@ from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
+from policy.device import DeviceChoice, DtypeChoice
 from policy.evaluate import EvalPolicyConfig
 from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
@@ -47,6 +48,15 @@ class RunConfig(BaseModel):
     root: str = Field("runs", description="Parent folder of run directories.")
     seed: int = Field(0, description="Global seed (python, numpy, torch) set at the start of every stage.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch's default.")
+    device: DeviceChoice = Field(
+        "auto", description="Where every model of every stage lives: auto (CUDA when torch sees a GPU, else the "
+        "CPU), cpu, or cuda (an error without one). Resolved once per stage, written to <stage>/devices.json.",
+    )
+    dtype: DtypeChoice = Field(
+        "float32", description="Weights of the models a stage only runs (reward model scoring, evaluated and frozen "
+        "policies); bfloat16 applies on CUDA only. Trained models keep float32 weights (their section's bf16 = "
+        "autocast).",
+    )
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 
 

@@ -15,6 +15,9 @@ from datasets import Dataset
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from policy.models import load_causal_lm
+from reward_model.trainer_utils import PlaceFn
+
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor | list[float]"]
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -83,9 +86,30 @@ def train_trl_baseline(
     cfg: TRLBaselineConfig,
     out_dir: str | Path,
     log: LogFn | None = None,
+    place: PlaceFn | None = None,
 ) -> list[dict[str, float]]:
     """Train the SFT `policy` (a directory, or a model) with TRL's RLOO or GRPO; saves the result to
-    `out_dir/policy`; returns the Trainer's log history."""
+    `out_dir/policy`; returns the Trainer's log history. `place(model, role)` puts the policy and TRL's reference
+    model where the run's device rule says (None: the Trainer's choice)."""
+    trainer = build_trl_trainer(policy, tokenizer, prompts, reward_fn, cfg, out_dir, log, place)
+    trainer.train()
+    out_dir = Path(out_dir)
+    trainer.save_model(str(out_dir / "policy"))
+    tokenizer.save_pretrained(out_dir / "policy")
+    return list(trainer.state.log_history)
+
+
+def build_trl_trainer(
+    policy: PreTrainedModel | str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    reward_fn: RewardFn,
+    cfg: TRLBaselineConfig,
+    out_dir: str | Path,
+    log: LogFn | None = None,
+    place: PlaceFn | None = None,
+):
+    """The RLOOTrainer / GRPOTrainer `train_trl_baseline` runs, ready to train (see there)."""
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     config_cls, trainer_cls = (RLOOConfig, RLOOTrainer) if cfg.algo == "rloo" else (GRPOConfig, GRPOTrainer)
@@ -95,6 +119,10 @@ def train_trl_baseline(
         policy.save_pretrained(out_dir / "init_policy")
         tokenizer.save_pretrained(out_dir / "init_policy")
         policy = out_dir / "init_policy"
+    model = load_causal_lm(policy)  # loaded here so it can be placed before TRL moves it
+    if place is not None:
+        model = place(model, "policy")
+    use_cpu = (not torch.cuda.is_available()) if place is None else next(model.parameters()).device.type == "cpu"
     args = config_cls(
         output_dir=str(out_dir / "trainer"),
         max_steps=cfg.max_steps,
@@ -111,18 +139,17 @@ def train_trl_baseline(
         save_steps=cfg.save_steps,
         seed=cfg.seed,
         report_to="none",
-        use_cpu=not torch.cuda.is_available(),
+        use_cpu=use_cpu,
     )
     reward = reward_callable(reward_fn, tokenizer.eos_token_id, cfg.missing_eos_penalty, cfg.max_completion_length)
     trainer = trainer_cls(
-        model=str(policy),
+        model=model,
         reward_funcs=reward,
         args=args,
         train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
         processing_class=tokenizer,
         callbacks=[_ForwardLogs(log)] if log is not None else None,
     )
-    trainer.train()
-    trainer.save_model(str(out_dir / "policy"))
-    tokenizer.save_pretrained(out_dir / "policy")
-    return list(trainer.state.log_history)
+    if place is not None and trainer.ref_model is not None:
+        trainer.ref_model = place(trainer.ref_model, "reference policy")
+    return trainer

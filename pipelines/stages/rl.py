@@ -32,6 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sim.gold import gold_components, gold_score
 from pipelines.stages import Context, distributed_state, register
+from pipelines.stages.train import load_scorer
 from policy.evaluate import (
     ROW_KEYS,
     EvalPolicyConfig,
@@ -163,6 +164,15 @@ def scaled_gold_reward(choice: str | float, scorer: RewardScorer, rows: datasets
     return reward, shift, scale
 
 
+def ppo_models(ctx: Context, sft_dir: Path, critic_init: Path | None, role: str = "") -> tuple[PreTrainedModel, ...]:
+    """PPO's policy, frozen reference (both from SFT) and value model, where the device rule puts them. All three
+    keep float32 weights (ppo.bf16 autocasts): a bf16 reference would make the KL non-zero before any update."""
+    policy = ctx.place(load_causal_lm(sft_dir), f"{role}policy")
+    ref_policy = ctx.place(load_causal_lm(sft_dir), f"{role}reference policy")
+    value_model = ctx.place(build_value_model(policy, critic_init), f"{role}value model")
+    return policy, ref_policy, value_model
+
+
 def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
                   rows: datasets.Dataset, scorer: RewardScorer) -> dict:
     """PPO with the same settings against the gold score instead of the reward model (simulated world only:
@@ -181,13 +191,12 @@ def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBas
     choice = ctx.cfg.rl.gold_control_scale
     scaled_gold, shift, scale = scaled_gold_reward(choice, scorer, rows, seed=ctx.cfg.run.seed)
     print(f"[ppo] gold control: optimizes (gold - {shift:.3f}) * {scale:.2f} (rl.gold_control_scale={choice})")
-    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
-    value_model = build_value_model(policy, critic_init)
+    policy, ref_policy, value_model = ppo_models(ctx, sft_dir, critic_init, "gold control ")
     started = time.time()
     result = train_ppo(policy, ref_policy, value_model, tokenizer, rows.select_columns(["prompt", "post_text"]),
                        scaled_gold, ctx.cfg.ppo, out,
                        log=lambda m, step: ctx.tracker.log({f"gold_control/{k}": v for k, v in m.items()}, step),
-                       gold_fn=batch_gold)
+                       gold_fn=batch_gold, device=ctx.placement.device)
     seconds = time.time() - started
     (out / "result.json").write_text(json.dumps(
         {"seconds": seconds, "updates": result.num_updates, "gold_shift": shift, "gold_scale": scale}, indent=1))
@@ -208,11 +217,10 @@ def ppo_stage(ctx: Context) -> dict:
 
     # Models: policy + frozen reference from SFT; critic from the reward model when it reads the same tokens.
     tokenizer = load_tokenizer(sft_dir)
-    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
-    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    scorer = load_scorer(ctx, rm_dir)
     critic_dir = critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab(tokenizer, scorer.tokenizer))
     critic_from_rm = critic_dir is not None
-    value_model = build_value_model(policy, critic_dir)
+    policy, ref_policy, value_model = ppo_models(ctx, sft_dir, critic_dir)
     rows = datasets.load_from_disk(str(data_dir / "sft"))["train"]
     prompts = rows.select_columns(["prompt", "post_text"])
     gold_fn = batch_gold if _sim(ctx) else None
@@ -235,7 +243,7 @@ def ppo_stage(ctx: Context) -> dict:
     started = time.time()
     try:
         result = train_ppo(policy, ref_policy, value_model, tokenizer, prompts, scorer, cfg.ppo, ctx.out,
-                           log=log, gold_fn=gold_fn, on_samples=on_samples)
+                           log=log, gold_fn=gold_fn, on_samples=on_samples, device=ctx.placement.device)
     except PPODivergedError as err:
         raise RuntimeError(
             f"[ppo] training diverged: {err}. Rerunning with the same settings resumes from that checkpoint and "
@@ -263,6 +271,7 @@ def ppo_stage(ctx: Context) -> dict:
         history = train_trl_baseline(
             sft_dir, tokenizer, list(prompts["prompt"]), scorer, base, out,
             log=lambda m, step, a=base.algo: ctx.tracker.log({f"{a}/{k}": v for k, v in m.items()} | {f"{a}/step": step}),
+            place=lambda model, role, a=base.algo: ctx.place(model, f"{BASELINE_NAMES[a]} {role}"),
         )
         seconds = time.time() - t0
         (out / "result.json").write_text(json.dumps({"algo": base.algo, "seconds": seconds, "config": base.model_dump(),
@@ -375,8 +384,8 @@ def eval_policy_stage(ctx: Context) -> dict:
     rm_dir = ctx.stage_path("train-reward") / "model"
     ppo_dir = ctx.stage_path("ppo")
     tokenizer = load_tokenizer(sft_dir)
-    sft = load_causal_lm(sft_dir)
-    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    sft = ctx.place(load_causal_lm(sft_dir), "SFT policy", frozen=True)
+    scorer = load_scorer(ctx, rm_dir)
     gold_fn = gold_score if _sim(ctx) else None
     torch.manual_seed(ecfg.seed)
     held = held_out(ctx, scorer)
@@ -431,7 +440,7 @@ def eval_policy_stage(ctx: Context) -> dict:
     if not ecfg.ppo_snapshots:
         snaps = snaps[-1:]
     for step, path in snaps:
-        model = load_causal_lm(path)
+        model = ctx.place(load_causal_lm(path), "PPO snapshots", frozen=True)
         res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn,
                                desc=f"PPO step {step}")
         train_s = float(step_seconds[step - 1]) if 0 < step <= len(step_seconds) else 0.0
@@ -450,7 +459,7 @@ def eval_policy_stage(ctx: Context) -> dict:
         if not (run_dir / "policy" / "config.json").is_file():
             continue
         info = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
-        model = load_causal_lm(run_dir / "policy")
+        model = ctx.place(load_causal_lm(run_dir / "policy"), name, frozen=True)
         res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
         table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), describe(name, info),
                               float(info.get("seconds", 0.0)) + res.seconds))
