@@ -22,7 +22,7 @@ from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
-from policy.trl_baselines import TRLBaselineConfig
+from policy.trl_baselines import TRLBaselineConfig, inherit_from_ppo
 from reward_model.train import RewardStageConfig
 
 
@@ -95,8 +95,9 @@ class RLSection(BaseModel):
     )
     baselines: list[TRLBaselineConfig] = Field(
         default_factory=list,
-        description="TRL baselines trained after PPO from the SFT policy, e.g. [{algo: rloo, max_steps: 40}]; "
-        "each goes to ppo/baselines/<algo>/policy and gets a row in eval-policy. Empty: none.",
+        description="TRL baselines trained after PPO from the SFT policy, e.g. [{algo: rloo}]; each goes to "
+        "ppo/baselines/<algo>/policy and gets a row in eval-policy. Episodes, KL coefficient, temperature, lengths, "
+        "seed and bf16 they leave unset are the ppo section's (filled in on loading). Empty: none.",
     )
 
     critic_init: Literal["reward_model", "policy"] = Field(
@@ -145,6 +146,12 @@ class ExperimentConfig(BaseModel):
     rl: RLSection = Field(default_factory=RLSection)
     eval_policy: EvalPolicyConfig = Field(default_factory=EvalPolicyConfig)
     steer: SteerStageConfig = Field(default_factory=SteerStageConfig)
+
+    @model_validator(mode="after")
+    def _baselines_share_ppo_settings(self) -> "ExperimentConfig":
+        """Resolved once, here: the saved config.yaml shows what the baselines ran with."""
+        self.rl.baselines = [inherit_from_ppo(b, self.ppo) for b in self.rl.baselines]
+        return self
 
     @model_validator(mode="after")
     def _gold_control_needs_sim(self) -> "ExperimentConfig":

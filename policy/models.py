@@ -120,8 +120,33 @@ def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype = torch.float32)
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
 
 
+def _is_dropout_rate(name: str, value: object) -> bool:
+    """`attention_dropout`, `hidden_dropout`, `attn_pdrop`, `resid_pdrop`, ... holding a number."""
+    name = name.lower()
+    is_rate = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_rate and ("dropout" in name or name.endswith("pdrop"))
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
-    """RLHF wants deterministic log-probs for the same input (N+ implementation details, #3)."""
+    """RLHF wants deterministic log-probs for the same input (N+ implementation details, #3).
+
+    Three places hold a dropout rate: `nn.Dropout` modules (GPT-2), floats that attention modules read at
+    every forward (GPT-NeoX and Llama keep `self.attention_dropout` and pass it to the attention kernel), and
+    the config (`attn_pdrop`, `attention_dropout`, `hidden_dropout`, ...), which is saved with the model and
+    read again by whoever rebuilds it (a value model from the policy's config, TRL's reference model from its
+    directory). All three are set to 0.
+    """
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+        for name, value in vars(module).items():
+            if _is_dropout_rate(name, value):
+                setattr(module, name, 0.0)
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    configs = {id(c): c for c in (config, config.get_text_config() if hasattr(config, "get_text_config") else config)}
+    for c in configs.values():
+        for name, value in list(vars(c).items()):
+            if _is_dropout_rate(name, value):
+                setattr(c, name, 0.0)

@@ -78,7 +78,7 @@ def _cfg(root: Path, **sections) -> ExperimentConfig:
         "ppo": {"total_episodes": 8 * 4, "per_device_train_batch_size": 8, "num_ppo_epochs": 1,
                 "local_rollout_forward_batch_size": 8, "response_length": 6, "max_prompt_length": 64,
                 "learning_rate": 1e-3, "temperature": 1.0, "missing_eos_penalty": None, "save_every": 2, "sample_every": 2, "num_samples": 2},
-        "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "max_steps": 1, "per_device_train_batch_size": 4,
+        "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "total_episodes": 4, "per_device_train_batch_size": 4,
                                                    "num_generations": 2, "max_completion_length": 6,
                                                    "learning_rate": 1e-2, "missing_eos_penalty": None}],
                "gold_control": True},

@@ -274,8 +274,9 @@ def ppo_stage(ctx: Context) -> dict:
             place=lambda model, role, a=base.algo: ctx.place(model, f"{BASELINE_NAMES[a]} {role}"),
         )
         seconds = time.time() - t0
+        steps = max([int(h.get("step", 0)) for h in history] + [0])
         (out / "result.json").write_text(json.dumps({"algo": base.algo, "seconds": seconds, "config": base.model_dump(),
-                                                     "log_history": history}, indent=1, default=str))
+                                                     "max_steps": steps, "log_history": history}, indent=1, default=str))
         ctx.tracker.artifact(f"{cfg.run.name}-{base.algo}-policy", "model", out / "policy")
         metrics[f"{base.algo}/seconds"] = seconds
     return metrics
@@ -316,7 +317,8 @@ def load_held_out(data_dir: Path, ecfg: EvalPolicyConfig, scorer: RewardScorer, 
 def _baseline_compute(name: str, info: dict) -> str:
     """The compute column of an RLOO/GRPO row, from its result.json."""
     bcfg = info.get("config", {})
-    return (f"{name} {bcfg.get('max_steps', '?')} steps x {bcfg.get('per_device_train_batch_size', '?')} "
+    steps = info.get("max_steps", bcfg.get("max_steps", "?"))
+    return (f"{name} {steps} steps x {bcfg.get('per_device_train_batch_size', '?')} "
             f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
 
 
