@@ -594,6 +594,8 @@ def train_ppo(
             "time/step": step_time,
             "episodes": update * sizes.batch_size,
             "episodes_per_second": sizes.batch_size / step_time,
+            # the sampler draws exactly response_length tokens per rollout (truncated after EOS afterwards)
+            "time/generate_tokens_per_second": len(idx) * cfg.response_length / time_generate,
         }
         if gold is not None:
             metrics["objective/gold"] = avg(gold)

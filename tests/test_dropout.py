@@ -48,3 +48,15 @@ def test_dropout_off_in_every_form(arch: str, tmp_path) -> None:
     value = build_value_model(model).train()
     hidden = [value.base_model(input_ids=torch.tensor([[3, 4, 5, 6]])).last_hidden_state for _ in range(2)]
     assert torch.equal(*hidden)
+
+
+def test_policy_architecture_gpt_neox_is_pythias_design() -> None:
+    """`policy.architecture: gpt_neox` (configs/gpu_demo.yaml): Pythia's layout with the tokenizer's ids."""
+    from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+
+    tok = train_tokenizer(["the cat sat on a mat", "a dog ran in the park"] * 20, vocab_size=300)
+    model = build_tiny_causal_lm(tok, ModelSpec(architecture="gpt_neox", n_layer=2, n_embd=32, n_head=4))
+    c = model.config
+    assert c.model_type == "gpt_neox" and c.rotary_pct == 0.25 and c.use_parallel_residual
+    assert c.intermediate_size == 4 * 32 and not c.tie_word_embeddings
+    assert (c.pad_token_id, c.eos_token_id) == (tok.pad_token_id, tok.eos_token_id) and c.vocab_size == len(tok)

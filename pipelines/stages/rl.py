@@ -256,7 +256,9 @@ def ppo_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-ppo-policy", "model", result.policy_dir)
     metrics = {**result.final_metrics, "ppo/updates": result.num_updates, "ppo/batch_size": sizes.batch_size,
                "ppo/snapshots": len(list_snapshots(ctx.out)), "ppo/critic_from_rm": critic_from_rm,
-               "time/ppo_train_seconds": ppo_seconds}
+               "time/ppo_train_seconds": ppo_seconds,
+               # over the whole run (rollouts, updates, checkpoints, snapshots); `episodes_per_second` is the last update's
+               "ppo/episodes_per_second_overall": len(result.history) * sizes.batch_size / ppo_seconds}
 
     if cfg.rl.gold_control:
         metrics.update(_gold_control(ctx, sft_dir, tokenizer, critic_dir, rows, scorer))
@@ -398,7 +400,12 @@ def eval_policy_stage(ctx: Context) -> dict:
     per_prompt: dict[str, dict[str, np.ndarray]] = {}  # method -> [B] gold win / gold (paired comparison)
     parts: dict[str, dict[str, float]] = {}  # method -> mean of each part of gold (simulated world)
 
+    sampled = {"tokens": 0, "seconds": 0.0}  # every policy's sampling: generation tokens/s on this device
+
     def keep(method: str, res: Responses, weights: np.ndarray | None = None) -> None:
+        if weights is None:  # best-of-n rows re-weight the SFT pool: counted once, with SFT
+            sampled["tokens"] += len(res.texts) * ecfg.response_length
+            sampled["seconds"] += res.generate_seconds
         values = per_prompt_gold(res, held, weights)
         if values is not None:
             per_prompt[method] = values
@@ -490,6 +497,8 @@ def eval_policy_stage(ctx: Context) -> dict:
         if png is not None:
             ctx.tracker.image(key, png)
     metrics: dict[str, float] = {"eval/prompts": len(held)}
+    if sampled["seconds"] > 0:
+        metrics["eval/generate_tokens_per_second"] = sampled["tokens"] / sampled["seconds"]
     if on_policy is not None:
         metrics.update({f"eval/on_policy/rm_gold_{k}": v for k, v in on_policy["agreement"].items()})
         for who in ("corr_rm", "corr_gold"):
