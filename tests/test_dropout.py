@@ -57,6 +57,6 @@ def test_policy_architecture_gpt_neox_is_pythias_design() -> None:
     tok = train_tokenizer(["the cat sat on a mat", "a dog ran in the park"] * 20, vocab_size=300)
     model = build_tiny_causal_lm(tok, ModelSpec(architecture="gpt_neox", n_layer=2, n_embd=32, n_head=4))
     c = model.config
-    assert c.model_type == "gpt_neox" and c.rotary_pct == 0.25 and c.use_parallel_residual
+    assert c.model_type == "gpt_neox" and c.rope_parameters["partial_rotary_factor"] == 0.25 and c.use_parallel_residual
     assert c.intermediate_size == 4 * 32 and not c.tie_word_embeddings
     assert (c.pad_token_id, c.eos_token_id) == (tok.pad_token_id, tok.eos_token_id) and c.vocab_size == len(tok)
