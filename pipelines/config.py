@@ -17,13 +17,14 @@ from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
 from pipelines.study import StudyConfig
+from policy.device import DeviceChoice, DtypeChoice
 from policy.evaluate import EvalPolicyConfig
 from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
 from pipelines.publish import PublishConfig
-from policy.trl_baselines import TRLBaselineConfig
+from policy.trl_baselines import TRLBaselineConfig, inherit_from_ppo
 from reward_model.train import RewardStageConfig
 
 
@@ -49,6 +50,15 @@ class RunConfig(BaseModel):
     root: str = Field("runs", description="Parent folder of run directories.")
     seed: int = Field(0, description="Global seed (python, numpy, torch) set at the start of every stage.")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch's default.")
+    device: DeviceChoice = Field(
+        "auto", description="Where every model of every stage lives: auto (CUDA when torch sees a GPU, else the "
+        "CPU), cpu, or cuda (an error without one). Resolved once per stage, written to <stage>/devices.json.",
+    )
+    dtype: DtypeChoice = Field(
+        "float32", description="Weights of the models a stage only runs (reward model scoring, evaluated and frozen "
+        "policies); bfloat16 applies on CUDA only. Trained models keep float32 weights (their section's bf16 = "
+        "autocast).",
+    )
     wandb: WandbConfig = Field(default_factory=WandbConfig)
 
 
@@ -87,8 +97,9 @@ class RLSection(BaseModel):
     )
     baselines: list[TRLBaselineConfig] = Field(
         default_factory=list,
-        description="TRL baselines trained after PPO from the SFT policy, e.g. [{algo: rloo, max_steps: 40}]; "
-        "each goes to ppo/baselines/<algo>/policy and gets a row in eval-policy. Empty: none.",
+        description="TRL baselines trained after PPO from the SFT policy, e.g. [{algo: rloo}]; each goes to "
+        "ppo/baselines/<algo>/policy and gets a row in eval-policy. Episodes, KL coefficient, temperature, lengths, "
+        "seed and bf16 they leave unset are the ppo section's (filled in on loading). Empty: none.",
     )
 
     critic_init: Literal["reward_model", "policy"] = Field(
@@ -146,6 +157,12 @@ class ExperimentConfig(BaseModel):
     def notes(self) -> list[str]:
         """What validation changed or assumed (e.g. a simulator-only setting switched off): printed once."""
         return self._notes
+
+    @model_validator(mode="after")
+    def _baselines_share_ppo_settings(self) -> "ExperimentConfig":
+        """Resolved once, here: the saved config.yaml shows what the baselines ran with."""
+        self.rl.baselines = [inherit_from_ppo(b, self.ppo) for b in self.rl.baselines]
+        return self
 
     @model_validator(mode="after")
     def _sim_only_settings_off_for_real_sources(self) -> "ExperimentConfig":

@@ -207,6 +207,7 @@ class Responses:
     rm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B*S]
     gold: np.ndarray | None = None  # [B*S]
     rouge: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B*S]
+    generate_seconds: float = 0.0  # of `seconds`, the sampler's share (B*S*response_length tokens drawn)
 
     def grid(self, values: np.ndarray) -> np.ndarray:
         """[B*S] -> [B, S]."""
@@ -243,11 +244,14 @@ def sample_responses(
     repeated = [i for i in range(len(held)) for _ in range(per_prompt)]  # prompt-major
     texts: list[str] = []
     lengths, has_eos, logprob, ref_logprob = [], [], [], []
+    generate_seconds = 0.0
     for start in tqdm(range(0, len(repeated), cfg.batch_size), desc=desc, leave=False):
         rows = repeated[start : start + cfg.batch_size]
         ids, mask = left_pad_prompts(tokenizer, [held.prompts[i] for i in rows], cfg.max_prompt_length)  # [b, Q]
+        t0 = time.perf_counter()
         gen = generate(policy, ids, mask, cfg.response_length, cfg.temperature, tokenizer.eos_token_id,
-                       tokenizer.pad_token_id, tokenizer)
+                       tokenizer.pad_token_id, tokenizer)  # decoding the texts waits for the device
+        generate_seconds += time.perf_counter() - t0
         # log q(y) under the SFT policy at the same temperature, on the same (truncated) tokens: [b, R] -> [b]
         ref = forward_logprobs(sft, gen.query_ids, gen.query_mask, gen.response_ids, gen.response_mask, cfg.temperature)
         texts.extend(gen.texts)
@@ -259,6 +263,7 @@ def sample_responses(
                     torch.cat(logprob).double().numpy(), torch.cat(ref_logprob).double().numpy(), 0.0, per_prompt)
     score_responses(out, held, repeated, reward_fn, gold_fn)
     out.seconds = time.perf_counter() - started
+    out.generate_seconds = generate_seconds
     return out
 
 

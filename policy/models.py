@@ -12,7 +12,7 @@ the token before a trailing EOS, and makes SFT stop learning to emit EOS).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,8 @@ from transformers import (
     AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -45,18 +47,22 @@ class TokenizerSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """Which causal LM: a hub name/path, or a tiny GPT-2 built from these sizes."""
+    """Which causal LM: a hub name/path, or a model of these sizes built from a config (random weights)."""
 
     model_config = ConfigDict(extra="forbid")
 
     name_or_path: str | None = Field(
-        None, description="HF causal LM name or local path; None builds a tiny GPT-2 from the sizes below."
+        None, description="HF causal LM name or local path; None builds `architecture` from the sizes below."
     )
-    n_layer: int = Field(4, ge=1, description="Transformer blocks of the tiny GPT-2.")
-    n_embd: int = Field(256, ge=8, description="Hidden size of the tiny GPT-2.")
-    n_head: int = Field(4, ge=1, description="Attention heads of the tiny GPT-2 (must divide n_embd).")
-    n_positions: int = Field(1024, ge=16, description="Context length of the tiny GPT-2.")
-    dropout: float = Field(0.0, ge=0.0, le=1.0, description="Dropout of the tiny GPT-2 (0 keeps RL exact).")
+    architecture: Literal["gpt2", "gpt_neox"] = Field(
+        "gpt2", description="Built from a config: gpt2 (absolute positions; the CPU demo) or gpt_neox (Pythia's "
+        "design: rotary on a quarter of each head, parallel residual, MLP 4x wide; 12 x 768 is Pythia-160M's shape).",
+    )
+    n_layer: int = Field(4, ge=1, description="Transformer blocks.")
+    n_embd: int = Field(256, ge=8, description="Hidden size.")
+    n_head: int = Field(4, ge=1, description="Attention heads (must divide n_embd).")
+    n_positions: int = Field(1024, ge=16, description="Context length.")
+    dropout: float = Field(0.0, ge=0.0, le=1.0, description="Dropout (0 keeps RL exact).")
     seed: int = Field(0, description="Seed of the random initialization.")
 
 
@@ -94,11 +100,22 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def build_tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> GPT2LMHeadModel:
-    """A GPT-2 of `spec`'s size whose config carries the tokenizer's ids (GPT2Config defaults them to 50256)."""
+def build_tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> PreTrainedModel:
+    """A `spec.architecture` model of `spec`'s size whose config carries the tokenizer's ids (GPT2Config defaults
+    them to 50256)."""
     if spec.n_embd % spec.n_head:
-        raise ValueError(f"model.n_embd={spec.n_embd} must be divisible by model.n_head={spec.n_head}")
+        raise ValueError(f"policy.n_embd={spec.n_embd} must be divisible by policy.n_head={spec.n_head}")
     torch.manual_seed(spec.seed)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+               pad_token_id=tokenizer.pad_token_id)
+    if spec.architecture == "gpt_neox":
+        config = GPTNeoXConfig(
+            vocab_size=len(tokenizer), hidden_size=spec.n_embd, num_hidden_layers=spec.n_layer,
+            num_attention_heads=spec.n_head, intermediate_size=4 * spec.n_embd,
+            max_position_embeddings=spec.n_positions, rotary_pct=0.25, use_parallel_residual=True,
+            attention_dropout=spec.dropout, hidden_dropout=spec.dropout, tie_word_embeddings=False, **ids,
+        )
+        return GPTNeoXForCausalLM(config)
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=spec.n_positions,
@@ -120,8 +137,33 @@ def load_causal_lm(name_or_path: str | Path, dtype: torch.dtype = torch.float32)
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=dtype)
 
 
+def _is_dropout_rate(name: str, value: object) -> bool:
+    """`attention_dropout`, `hidden_dropout`, `attn_pdrop`, `resid_pdrop`, ... holding a number."""
+    name = name.lower()
+    is_rate = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return is_rate and ("dropout" in name or name.endswith("pdrop"))
+
+
 def disable_dropout(model: torch.nn.Module) -> None:
-    """RLHF wants deterministic log-probs for the same input (N+ implementation details, #3)."""
+    """RLHF wants deterministic log-probs for the same input (N+ implementation details, #3).
+
+    Three places hold a dropout rate: `nn.Dropout` modules (GPT-2), floats that attention modules read at
+    every forward (GPT-NeoX and Llama keep `self.attention_dropout` and pass it to the attention kernel), and
+    the config (`attn_pdrop`, `attention_dropout`, `hidden_dropout`, ...), which is saved with the model and
+    read again by whoever rebuilds it (a value model from the policy's config, TRL's reference model from its
+    directory). All three are set to 0.
+    """
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+        for name, value in vars(module).items():
+            if _is_dropout_rate(name, value):
+                setattr(module, name, 0.0)
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    configs = {id(c): c for c in (config, config.get_text_config() if hasattr(config, "get_text_config") else config)}
+    for c in configs.values():
+        for name, value in list(vars(c).items()):
+            if _is_dropout_rate(name, value):
+                setattr(c, name, 0.0)

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from policy.device import same_device
 from policy.models import disable_dropout
 from policy.rl_utils import (
     KLController,
@@ -399,17 +400,24 @@ def train_ppo(
     gold_fn: RewardFn | None = None,
     on_samples: SamplesFn | None = None,
     accelerator: Accelerator | None = None,
+    device: torch.device | str | None = None,
 ) -> PPOResult:
     """Train `policy` with PPO against `reward_fn(prompts, responses)`; see the module docstring.
 
     `prompts_dataset`: list of prompt strings, or a dataset with a `prompt` column (and `post_text`, which
     is what `gold_fn(post_texts, responses)` receives). Writes `out_dir/checkpoints/step-*/` every
     `save_every` updates and the final `out_dir/policy/` (+ tokenizer) and `out_dir/value_model/`.
+    `device`: where the run's device rule put the models (`cpu` keeps accelerate off a GPU); None = accelerate's
+    choice. A launch that puts this process elsewhere is an error, not a silent copy.
     """
     out_dir = Path(out_dir)
     accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision="bf16" if cfg.bf16 else "no"
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision="bf16" if cfg.bf16 else "no",
+        cpu=device is not None and torch.device(device).type == "cpu",
     )
+    if device is not None and not same_device(accelerator.device, device):
+        raise ValueError(f"train_ppo: the models are on {device} but accelerate runs this process on "
+                         f"{accelerator.device}: set run.device to match the launch")
     sizes = derive_sizes(cfg, accelerator.num_processes)
     set_seed(cfg.seed, device_specific=True)
     prompts, contexts = _prompt_columns(prompts_dataset)
@@ -586,6 +594,8 @@ def train_ppo(
             "time/step": step_time,
             "episodes": update * sizes.batch_size,
             "episodes_per_second": sizes.batch_size / step_time,
+            # the sampler draws exactly response_length tokens per rollout (truncated after EOS afterwards)
+            "time/generate_tokens_per_second": len(idx) * cfg.response_length / time_generate,
         }
         if gold is not None:
             metrics["objective/gold"] = avg(gold)

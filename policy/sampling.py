@@ -38,6 +38,31 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def _positions_from_mask_hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Forward pre-hook: `position_ids` from the 2-D attention mask when the caller passed none."""
+    if kwargs.get("position_ids") is not None:
+        return None
+    mask = kwargs.get("attention_mask")
+    tokens = kwargs.get("input_ids", args[0] if args else None)
+    if tokens is None:
+        tokens = kwargs.get("inputs_embeds")
+    if mask is None or mask.dim() != 2 or tokens is None:
+        return None
+    # With a KV cache the mask covers the cached tokens too; the new tokens are its last columns.
+    kwargs["position_ids"] = position_ids_from_mask(mask)[:, -tokens.shape[1] :]
+    return args, kwargs
+
+
+def use_mask_positions(model: torch.nn.Module) -> torch.utils.hooks.RemovableHandle:
+    """Make `model` derive position ids from the attention mask whenever a caller gives none.
+
+    For trainers we do not write (TRL 1.16's GRPO/RLOO score completions from `input_ids` + `attention_mask`):
+    without it GPT-2 reads a left-padded prompt at arange positions `generate` did not use, and trains on
+    log-probs that are not its sampler's. Callers that pass position ids are untouched.
+    """
+    return model.register_forward_pre_hook(_positions_from_mask_hook, with_kwargs=True)
+
+
 def left_pad_prompts(
     tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_prompt_length: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

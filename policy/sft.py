@@ -47,7 +47,14 @@ from trl import SFTConfig
 from data.prompts import without_post_body
 from policy.models import load_causal_lm
 from policy.sft_loss import CompletionOnlySFTTrainer
-from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
+from reward_model.trainer_utils import (
+    ForwardLogs,
+    LogFn,
+    PlaceFn,
+    common_training_args,
+    placed_on_cpu,
+    resume_checkpoint,
+)
 
 SFT_COLUMNS = ("prompt", "completion")
 
@@ -175,11 +182,12 @@ def greedy_samples(
 
 
 def make_sft_config(
-    cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool, completion_only: bool = True
+    cfg: SFTStageConfig, out_dir: Path, report_to: list[str], has_eval: bool, completion_only: bool = True,
+    use_cpu: bool | None = None,
 ) -> SFTConfig:
     """TRL's SFTConfig from ours; every GPU-leaning TRL default set explicitly."""
     return SFTConfig(
-        **common_training_args(cfg, out_dir, report_to, has_eval),
+        **common_training_args(cfg, out_dir, report_to, has_eval, use_cpu),
         max_length=cfg.max_length,
         completion_only_loss=completion_only,
         packing=False,
@@ -196,6 +204,7 @@ def _train_phase(
     report_to: list[str] | None,
     log: LogFn | None,
     prefix: str,
+    place: PlaceFn | None = None,
 ) -> tuple[CompletionOnlySFTTrainer, dict[str, float], float]:
     """One SFTTrainer run (resumable from out_dir/checkpoints): the trainer, `prefix/...` metrics, seconds.
 
@@ -203,9 +212,11 @@ def _train_phase(
     """
     has_eval = eval_ds is not None and len(eval_ds) > 0
     completion_only = "text" not in train.column_names
+    if place is not None:
+        model = place(model, f"policy ({prefix})")
     trainer = CompletionOnlySFTTrainer(
         model=model,
-        args=make_sft_config(cfg, out_dir, report_to or [], has_eval, completion_only),
+        args=make_sft_config(cfg, out_dir, report_to or [], has_eval, completion_only, placed_on_cpu(model, place)),
         train_dataset=train,
         eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer,
@@ -243,6 +254,7 @@ def _cached_phase(
     report_to: list[str] | None,
     log: LogFn | None,
     prefix: str,
+    place: PlaceFn | None = None,
 ) -> tuple[PreTrainedModel, dict[str, float], float]:
     """An early phase (pretraining, warm-up) run once: a finished one in `phase_dir` is loaded, not redone."""
     done = phase_dir / "WARMUP_DONE"
@@ -255,7 +267,7 @@ def _cached_phase(
         return load_causal_lm(phase_dir), {}, 0.0
     phase_cfg = cfg.model_copy(update={"max_steps": steps})
     trainer, metrics, runtime = _train_phase(
-        model, tokenizer, train, eval_ds, phase_dir, phase_cfg, report_to, log, prefix=prefix
+        model, tokenizer, train, eval_ds, phase_dir, phase_cfg, report_to, log, prefix=prefix, place=place
     )
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(phase_dir)
@@ -316,9 +328,11 @@ def pretrain_lm(
     pretrain: PretrainConfig,
     report_to: list[str] | None = None,
     log: LogFn | None = None,
+    place: PlaceFn | None = None,
 ) -> PretrainResult:
     """Language modelling on each SFT row's whole text for `pretrain.steps` steps (see module docstring); the
-    model and tokenizer go to `out_dir`. A finished run there is loaded, not redone; an interrupted one resumes."""
+    model and tokenizer go to `out_dir`. A finished run there is loaded, not redone; an interrupted one resumes.
+    `place(model, role)` puts each model trained where the run's device rule says (None: the Trainer's choice)."""
     if pretrain.steps <= 0:
         raise ValueError("pretrain.steps is 0: there is nothing to pretrain (start SFT from the policy itself)")
     out_dir = Path(out_dir)
@@ -327,7 +341,7 @@ def pretrain_lm(
     model, metrics, runtime = _cached_phase(
         _as_model(model_or_path), tokenizer, whole_text_rows(rows.train),
         whole_text_rows(rows.eval) if rows.eval is not None else None, out_dir, pretrain.steps, phase_cfg,
-        report_to, log, prefix="pretrain",
+        report_to, log, prefix="pretrain", place=place,
     )
     tokenizer.save_pretrained(out_dir)
     return PretrainResult(out_dir, pretrain.steps, runtime, metrics)
@@ -341,8 +355,11 @@ def train_sft(
     cfg: SFTStageConfig,
     report_to: list[str] | None = None,
     log: LogFn | None = None,
+    place: PlaceFn | None = None,
 ) -> SFTResult:
     """Fine-tune a causal LM on `sft_dataset_dict["train"]` (SFT-row schema), save it to `out_dir`.
+
+    `place(model, role)` puts each model trained where the run's device rule says (None: the Trainer's choice).
 
     With "wandb" in `report_to` the Trainer's curves go to the already-open wandb run. A from-scratch policy
     should come from `pretrain_lm` first (the `pretrain` stage).
@@ -360,12 +377,12 @@ def train_sft(
         model, metrics, runtime = _cached_phase(
             model, tokenizer, short_context_rows(rows.train),
             short_context_rows(rows.eval) if rows.eval is not None else None, out_dir / "short_context",
-            cfg.short_context_steps, cfg, report_to, log, prefix="sft_short",
+            cfg.short_context_steps, cfg, report_to, log, prefix="sft_short", place=place,
         )
 
     # 3. Train on the full prompts.
     trainer, phase_metrics, phase_runtime = _train_phase(
-        model, tokenizer, rows.train, rows.eval, out_dir, cfg, report_to, log, prefix="sft"
+        model, tokenizer, rows.train, rows.eval, out_dir, cfg, report_to, log, prefix="sft", place=place
     )
     metrics.update(phase_metrics)
     runtime += phase_runtime

@@ -2,7 +2,7 @@
 
     from reward_model.scoring import RewardScorer
     scorer = RewardScorer.from_pretrained("runs/demo/reward/model")
-    rewards = scorer.score(prompts, responses)   # torch.Tensor [batch], float32, on CPU
+    rewards = scorer.score(prompts, responses)   # torch.Tensor [batch], float32, on CPU (scored on the model's device)
 
 Texts in, so the reward model's tokenizer may differ from the policy's: PPO, best-of-n, steering and the RM
 evaluation all call this, and it tokenizes exactly as training did (`reward_model.encoding`). Responses are
@@ -93,9 +93,14 @@ class RewardScorer:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, batch_size: int = 32, device: str | torch.device = "cpu", dtype=torch.float32
+        cls, path: str | Path, batch_size: int = 32, device: str | torch.device | None = None, dtype=torch.float32
     ) -> "RewardScorer":
-        """Load weights, tokenizer and `reward_config.json` from a reward model directory."""
+        """Load weights, tokenizer and `reward_config.json` from a reward model directory, onto `device` in `dtype`.
+
+        Stages pass the run's device rule (`Context.place` then registers the model); None = CUDA when torch
+        sees a GPU, else the CPU (a reward model left on the CPU would score every PPO rollout there).
+        """
+        device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         path = Path(path)
         config = RewardFileConfig.load(path)
         tokenizer = AutoTokenizer.from_pretrained(str((path / config.tokenizer_path).resolve()))

@@ -37,7 +37,14 @@ from reward_model.grounding import STRATEGY, GroundingNegativesConfig, Grounding
 from reward_model.model import build_reward_model, check_reward_model
 from reward_model.scoring import RewardFileConfig, RewardScorer
 from reward_model.shared_prompt import SharedPromptCollator, SharedPromptRewardTrainer, packed_length, resolve_batching
-from reward_model.trainer_utils import ForwardLogs, LogFn, common_training_args, resume_checkpoint
+from reward_model.trainer_utils import (
+    ForwardLogs,
+    LogFn,
+    PlaceFn,
+    common_training_args,
+    placed_on_cpu,
+    resume_checkpoint,
+)
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -194,10 +201,11 @@ def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return ds if n is None or len(ds) <= n else ds.shuffle(seed=seed).select(range(n))
 
 
-def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[str], has_eval: bool) -> RewardConfig:
+def make_reward_config(cfg: RewardStageConfig, out_dir: Path, report_to: list[str], has_eval: bool,
+                       use_cpu: bool | None = None) -> RewardConfig:
     """TRL's RewardConfig from ours; every CPU-hostile TRL default (bf16, checkpointing) set explicitly."""
     return RewardConfig(
-        **common_training_args(cfg, out_dir, report_to, has_eval),
+        **common_training_args(cfg, out_dir, report_to, has_eval, use_cpu),
         max_grad_norm=cfg.max_grad_norm,
         center_rewards_coefficient=cfg.center_rewards_coefficient,
         max_length=None,  # we truncate while tokenizing; TRL would silently drop over-long pairs
@@ -239,7 +247,7 @@ def short_context_pairs(tldrs: Dataset, cfg: RewardStageConfig) -> tuple[Dataset
 
 def _short_context_warmup(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tldrs: Dataset | None, out_dir: Path,
-    cfg: RewardStageConfig, batching: str, report_to: list[str], log: LogFn | None,
+    cfg: RewardStageConfig, batching: str, report_to: list[str], log: LogFn | None, place: PlaceFn | None = None,
 ) -> tuple[PreTrainedModel, dict[str, float]]:
     """Step 3; a finished warm-up in out_dir/short_context is loaded, not redone."""
     phase_dir = out_dir / "short_context"
@@ -256,7 +264,9 @@ def _short_context_warmup(
         "max_steps": cfg.short_context.steps, "eval_steps": 0,
         "learning_rate": cfg.short_context.learning_rate or cfg.learning_rate,
     })
-    args = make_reward_config(phase_cfg, phase_dir, report_to, has_eval=False)
+    if place is not None:
+        model = place(model, "reward model (short-context warm-up)")
+    args = make_reward_config(phase_cfg, phase_dir, report_to, has_eval=False, use_cpu=placed_on_cpu(model, place))
     trainer = make_reward_trainer(batching, model, args, tokenizer, train_dataset=train_ds,
                                   callbacks=[ForwardLogs(log, "rm_short")] if log else None)
     output = trainer.train(resume_from_checkpoint=resume_checkpoint(phase_dir / "checkpoints", cfg.resume))
@@ -279,13 +289,15 @@ def train_reward_model(
     reference: Dataset | None = None,
     log: LogFn | None = None,
     tldrs: Dataset | None = None,
+    place: PlaceFn | None = None,
 ) -> RewardResult:
     """Train a reward model on `pairs["train"]` (curves on `pairs["validation"]`), save it to `out_dir`.
 
     `reference` holds SFT rows (`prompt`, `completion`): their completions set the normalization bias.
     Without it the bias is fit on the chosen responses of the validation pairs (a weaker stand-in).
     `tldrs` (training SFT rows) are what grounding negatives are made from when
-    `cfg.grounding_negatives.source` asks for author TL;DRs.
+    `cfg.grounding_negatives.source` asks for author TL;DRs. `place(model, role)` puts each model trained where
+    the run's device rule says (None: the Trainer's choice).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -331,10 +343,12 @@ def train_reward_model(
     warm_metrics: dict[str, float] = {}
     if cfg.short_context.steps > 0:
         model, warm_metrics = _short_context_warmup(model, tokenizer, tldrs, out_dir, cfg, batching,
-                                                    report_to or [], log)
+                                                    report_to or [], log, place)
 
     # 4. Train (resumes from out_dir/checkpoints when asked and present).
-    args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None)
+    if place is not None:
+        model = place(model, "reward model (trained)")
+    args = make_reward_config(cfg, out_dir, report_to or [], eval_ds is not None, placed_on_cpu(model, place))
     trainer = make_reward_trainer(
         batching,
         model,

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from transformers import TrainerCallback
+from transformers import PreTrainedModel, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 LogFn = Callable[[dict[str, float], int], None]
+# (model, role) -> the model where the run's device rule puts it (a stage's `Context.place`); the Trainer then
+# keeps it there (`use_cpu` follows the model's device).
+PlaceFn = Callable[[PreTrainedModel, str], PreTrainedModel]
+
+
+def placed_on_cpu(model: PreTrainedModel, place: PlaceFn | None) -> bool | None:
+    """`use_cpu` for a Trainer of a model `place` put somewhere; None (the Trainer's own choice) without `place`."""
+    return None if place is None else next(model.parameters()).device.type == "cpu"
 
 # Trainer log keys that are bookkeeping, not curves.
 _SKIP = {"total_flos", "epoch"}
@@ -44,13 +52,14 @@ def resume_checkpoint(checkpoint_dir: str | Path, resume: bool) -> str | None:
     return get_last_checkpoint(str(path))
 
 
-def common_training_args(cfg, out_dir: Path, report_to: list[str], has_eval: bool) -> dict:
+def common_training_args(cfg, out_dir: Path, report_to: list[str], has_eval: bool, use_cpu: bool | None = None) -> dict:
     """TrainingArguments fields the SFT and reward configs share, set from our stage config.
 
     Every GPU-leaning TRL default (bf16, gradient checkpointing) is set explicitly from `cfg`, which is
-    an `SFTStageConfig` or a `RewardStageConfig` (both carry these fields).
+    an `SFTStageConfig` or a `RewardStageConfig` (both carry these fields). `use_cpu` None: the Trainer's choice.
     """
     return dict(
+        **({} if use_cpu is None else {"use_cpu": use_cpu}),
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,

@@ -19,10 +19,12 @@ from pipelines.demo import PIPELINE, run_demo
 from pipelines.stages import STAGES
 import pipelines.stages.all  # noqa: F401
 from pipelines.stages.scrape import SIM_CLIENT_SECRET
+from policy.device import ForwardAudit
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 USER_SECRET = "user-reddit-secret-9f8e7d"
 WANDB_KEY = "wandbkey" + "0" * 32
+AUDIT = ForwardAudit()  # every HF model that ran a forward during the tiny pipeline
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.setenv("WANDB_API_KEY", WANDB_KEY)
     cfg = configio.load(ExperimentConfig, CONFIGS / "tiny.yaml", [f"run.root={root}"])
     try:
-        run_demo(cfg, source="configs/tiny.yaml (test)")
+        with AUDIT:
+            run_demo(cfg, source="configs/tiny.yaml (test)")
     finally:
         mp.undo()
     return root / "tiny"
@@ -46,6 +49,16 @@ def test_every_stage_completes_with_provenance(tiny_run: Path) -> None:
         done = json.loads((tiny_run / stage / "DONE.json").read_text())
         assert done["seed"] == 0 and done["commit"] and done["config"].startswith("configs/tiny.yaml"), stage
         assert (tiny_run / stage / "config.yaml").is_file()
+
+
+def test_every_model_of_every_stage_followed_the_device_rule(tiny_run: Path) -> None:
+    """Trained (pretrain, sft, train-reward, ppo, RLOO) and frozen (scoring, evaluation, steering) models alike ran
+    where `run.device` put them, and each stage wrote where that was (devices.json)."""
+    assert AUDIT.seen and AUDIT.problems("cpu") == []
+    for stage in ("pretrain", "sft", "train-reward", "ppo", "eval-policy", "steer"):
+        devices = json.loads((tiny_run / stage / "devices.json").read_text())
+        assert devices["device"] == "cpu" and devices["models"], stage
+        assert all(where.startswith("cpu ") for where in devices["models"].values()), stage
 
 
 def test_report_is_written_from_this_run(tiny_run: Path) -> None:

@@ -18,6 +18,7 @@ from pipelines.rundir import StageDir
 from pipelines.stages import run_stage
 from pipelines.stages.rl import critic_init_dir, gold_parts, list_snapshots, PolicySnapshots
 import pipelines.stages.all  # noqa: F401  (registers the stages)
+from policy.device import ForwardAudit
 from policy.evaluate import ROW_KEYS, HeldOut, Responses
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from reward_model.calibration import wilson_interval
@@ -78,7 +79,7 @@ def _cfg(root: Path, **sections) -> ExperimentConfig:
         "ppo": {"total_episodes": 8 * 4, "per_device_train_batch_size": 8, "num_ppo_epochs": 1,
                 "local_rollout_forward_batch_size": 8, "response_length": 6, "max_prompt_length": 64,
                 "learning_rate": 1e-3, "temperature": 1.0, "missing_eos_penalty": None, "save_every": 2, "sample_every": 2, "num_samples": 2},
-        "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "max_steps": 1, "per_device_train_batch_size": 4,
+        "rl": {"snapshot_every": 2, "baselines": [{"algo": "rloo", "total_episodes": 4, "per_device_train_batch_size": 4,
                                                    "num_generations": 2, "max_completion_length": 6,
                                                    "learning_rate": 1e-2, "missing_eos_penalty": None}],
                "gold_control": True},
@@ -91,8 +92,15 @@ def _cfg(root: Path, **sections) -> ExperimentConfig:
 
 def test_ppo_then_eval_policy(run_root: Path) -> None:
     cfg = _cfg(run_root)
-    metrics = run_stage("ppo", cfg)
+    with ForwardAudit() as audit:
+        metrics = run_stage("ppo", cfg)
     ppo = run_root / "ppo"
+    # Every model the stage ran (PPO's four, the gold control's, RLOO's policy and TRL's reference) followed the
+    # device rule: placed by policy.device.place on run.device (the CPU here), and devices.json says where.
+    assert audit.problems("cpu") == [] and len(audit.seen) >= 8
+    devices = json.loads((ppo / "devices.json").read_text())["models"]
+    assert {"policy", "reference policy", "value model", "reward model (scoring)", "gold control policy",
+            "RLOO policy", "RLOO reference policy"} <= set(devices)
     assert metrics["ppo/updates"] == 4 and (ppo / "DONE.json").is_file()
     assert metrics["ppo/critic_from_rm"] is True  # same tokenizer: the critic starts as the reward model
     # Snapshots at updates 2 and 4 (the last), in the ordinary HF layout; the last equals the final policy.
@@ -116,7 +124,9 @@ def test_ppo_then_eval_policy(run_root: Path) -> None:
     run_stage("ppo", cfg)
     assert (ppo / "policy" / "model.safetensors").stat().st_mtime == mtime
 
-    metrics = run_stage("eval-policy", cfg)
+    with ForwardAudit() as audit:
+        metrics = run_stage("eval-policy", cfg)
+    assert audit.problems("cpu") == []
     out = run_root / "eval-policy"
     table = json.loads((out / "policy_table.json").read_text())
     methods = [r["method"] for r in table]

@@ -13,6 +13,7 @@ from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.stages import run_stage
 from pipelines.stages import all as _all  # noqa: F401  (registers the stages)
+from policy.device import ForwardAudit
 from policy.goals.common import weights_fingerprint
 from policy.evaluate import ROW_KEYS
 from policy.goals.toy import toy_model, toy_prompts
@@ -83,12 +84,13 @@ def steer_run(tmp_path_factory):
     before = weights_fingerprint(load_causal_lm(policy_dir))
     data = apply_overrides({"run": {"name": "t", "root": str(root), "wandb": {"enabled": False}}}, TINY)
     cfg = ExperimentConfig.model_validate(data)
-    metrics = run_stage("steer", cfg)
-    return root / "t", policy_dir, before, metrics
+    with ForwardAudit() as audit:
+        metrics = run_stage("steer", cfg)
+    return root / "t", policy_dir, before, metrics, audit
 
 
 def test_stage_writes_side_by_side_with_every_method(steer_run):
-    run, _, _, metrics = steer_run
+    run, _, _, metrics, _ = steer_run
     out = run / "steer"
     assert StageDir(run, "steer").is_complete()
     table = json.loads((out / "side_by_side.json").read_text())
@@ -129,8 +131,16 @@ def test_stage_writes_side_by_side_with_every_method(steer_run):
     assert saved["steer/weights_unchanged"] == 1 and all(k.startswith(("steer/", "time/")) for k in saved)
 
 
+def test_every_model_the_stage_ran_followed_the_device_rule(steer_run):
+    """Frozen policy, reward scorer and the goal-token copy all ran where `run.device` put them (the CPU here)."""
+    run, _, _, _, audit = steer_run
+    assert audit.seen and audit.problems("cpu") == []
+    devices = json.loads((run / "steer" / "devices.json").read_text())
+    assert devices["device"] == "cpu" and set(devices["models"]) == {"SFT policy (frozen)", "reward model (scoring)"}
+
+
 def test_sft_policy_is_bit_identical_after_the_stage(steer_run):
-    _, policy_dir, before, metrics = steer_run
+    _, policy_dir, before, metrics, _ = steer_run
     assert weights_fingerprint(load_causal_lm(policy_dir)) == before  # the saved policy on disk
     assert metrics["steer/weights_fingerprint"] == before[:16]  # the in-memory policy, checked after every method
     assert metrics["steer/weights_checks"] >= 6

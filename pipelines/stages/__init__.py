@@ -1,8 +1,9 @@
 """Stage registry: each CLI subcommand is a `Stage` whose function does the work of one pipeline step.
 
-`run_stage` gives every stage the same life cycle: skip if complete, seed, save the resolved config,
-open a W&B run (one group per run directory), call the function, record its final metrics and the
-commit that produced them, then mark the stage complete. Under `accelerate launch` / torchrun every process
+`run_stage` gives every stage the same life cycle: skip if complete, seed, resolve the device rule
+(`policy.device`: `run.device`, `run.dtype`), save the resolved config, open a W&B run (one group per run
+directory), call the function, record its final metrics, the commit that produced them and where each of
+its models lived (`devices.json`), then mark the stage complete. Under `accelerate launch` / torchrun every process
 runs the stage function (training needs them all); only the main one writes the folder and the W&B run.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +27,7 @@ from pipelines.config import ExperimentConfig
 from pipelines.resume_check import check_resume
 from pipelines.rundir import StageDir
 from pipelines.tracking import Tracker
+from policy.device import Placement, describe_model, place, resolve_placement
 
 
 @dataclass
@@ -36,6 +39,19 @@ class Context:
     stage_dir: StageDir
     tracker: Tracker
     source: str = ""
+    placement: Placement = field(default_factory=lambda: resolve_placement("cpu"))
+    models: dict[str, str] = field(default_factory=dict)  # role -> "device dtype" of each model the stage ran
+
+    def place(self, model, role: str, frozen: bool = False):
+        """Put `model` where the device rule says (frozen: also in `run.dtype`), record it under `role`, return it."""
+        place(model, self.placement.device, self.placement.frozen_dtype if frozen else torch.float32)
+        return self.record(role, model)
+
+    def record(self, role: str, model):
+        """Note where a model placed elsewhere (by a Trainer following the same rule) lives; returns it."""
+        self.models[role] = f"{describe_model(model)} ({type(model).__name__})"
+        print(f"[{self.stage_dir.stage}] {role}: {self.models[role]}")
+        return model
 
     @property
     def out(self) -> Path:
@@ -135,6 +151,10 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     seed_everything(cfg.run.seed)
+    placement = resolve_placement(cfg.run.device, cfg.run.dtype)  # once per stage; every model follows it
+    print(f"[{name}] device: {placement.describe()}")
+    if placement.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(placement.device)
     started = time.time()
     main = state.is_main_process
     # Without --force an interrupted resumable stage continues from its own state, under the settings it started
@@ -158,10 +178,17 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         writes=main,
     )
     with tracker:
-        metrics = stage.fn(Context(cfg, sd, tracker, source)) or {}
+        ctx = Context(cfg, sd, tracker, source, placement)
+        metrics = stage.fn(ctx) or {}
         seconds = time.time() - started
+        if placement.device.type == "cuda":  # the stage's peak on this process's GPU (what a launch config needs)
+            metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated(placement.device) / 2**30
         tracker.summary({**metrics, f"time/{name}_seconds": seconds})
     if main:
+        (sd.path / "devices.json").write_text(json.dumps({
+            "run.device": cfg.run.device, "run.dtype": cfg.run.dtype, "device": str(placement.device),
+            "frozen_dtype": str(placement.frozen_dtype).removeprefix("torch."), "note": placement.note,
+            "models": ctx.models}, indent=1) + "\n")
         sd.finish(seconds, seed=cfg.run.seed, config=source or "(in-process config)")
         print(f"[{name}] done in {seconds:.1f} s -> {sd.path}")
     state.wait_for_everyone()

@@ -33,6 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from data.sim.gold import gold_components, gold_score
 from pipelines.cards import write_model_card
 from pipelines.stages import Context, distributed_state, register
+from pipelines.stages.train import load_scorer
 from policy.evaluate import (
     ROW_KEYS,
     EvalPolicyConfig,
@@ -164,6 +165,15 @@ def scaled_gold_reward(choice: str | float, scorer: RewardScorer, rows: datasets
     return reward, shift, scale
 
 
+def ppo_models(ctx: Context, sft_dir: Path, critic_init: Path | None, role: str = "") -> tuple[PreTrainedModel, ...]:
+    """PPO's policy, frozen reference (both from SFT) and value model, where the device rule puts them. All three
+    keep float32 weights (ppo.bf16 autocasts): a bf16 reference would make the KL non-zero before any update."""
+    policy = ctx.place(load_causal_lm(sft_dir), f"{role}policy")
+    ref_policy = ctx.place(load_causal_lm(sft_dir), f"{role}reference policy")
+    value_model = ctx.place(build_value_model(policy, critic_init), f"{role}value model")
+    return policy, ref_policy, value_model
+
+
 def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBase, critic_init: Path | None,
                   rows: datasets.Dataset, scorer: RewardScorer) -> dict:
     """PPO with the same settings against the gold score instead of the reward model (simulated world only:
@@ -182,13 +192,12 @@ def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBas
     choice = ctx.cfg.rl.gold_control_scale
     scaled_gold, shift, scale = scaled_gold_reward(choice, scorer, rows, seed=ctx.cfg.run.seed)
     print(f"[ppo] gold control: optimizes (gold - {shift:.3f}) * {scale:.2f} (rl.gold_control_scale={choice})")
-    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
-    value_model = build_value_model(policy, critic_init)
+    policy, ref_policy, value_model = ppo_models(ctx, sft_dir, critic_init, "gold control ")
     started = time.time()
     result = train_ppo(policy, ref_policy, value_model, tokenizer, rows.select_columns(["prompt", "post_text"]),
                        scaled_gold, ctx.cfg.ppo, out,
                        log=lambda m, step: ctx.tracker.log({f"gold_control/{k}": v for k, v in m.items()}, step),
-                       gold_fn=batch_gold)
+                       gold_fn=batch_gold, device=ctx.placement.device)
     seconds = time.time() - started
     (out / "result.json").write_text(json.dumps(
         {"seconds": seconds, "updates": result.num_updates, "gold_shift": shift, "gold_scale": scale}, indent=1))
@@ -209,11 +218,10 @@ def ppo_stage(ctx: Context) -> dict:
 
     # Models: policy + frozen reference from SFT; critic from the reward model when it reads the same tokens.
     tokenizer = load_tokenizer(sft_dir)
-    policy, ref_policy = load_causal_lm(sft_dir), load_causal_lm(sft_dir)
-    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    scorer = load_scorer(ctx, rm_dir)
     critic_dir = critic_init_dir(cfg.rl.critic_init, rm_dir, same_vocab(tokenizer, scorer.tokenizer))
     critic_from_rm = critic_dir is not None
-    value_model = build_value_model(policy, critic_dir)
+    policy, ref_policy, value_model = ppo_models(ctx, sft_dir, critic_dir)
     rows = datasets.load_from_disk(str(data_dir / "sft"))["train"]
     prompts = rows.select_columns(["prompt", "post_text"])
     gold_fn = batch_gold if _sim(ctx) else None
@@ -236,7 +244,7 @@ def ppo_stage(ctx: Context) -> dict:
     started = time.time()
     try:
         result = train_ppo(policy, ref_policy, value_model, tokenizer, prompts, scorer, cfg.ppo, ctx.out,
-                           log=log, gold_fn=gold_fn, on_samples=on_samples)
+                           log=log, gold_fn=gold_fn, on_samples=on_samples, device=ctx.placement.device)
     except PPODivergedError as err:
         raise RuntimeError(
             f"[ppo] training diverged: {err}. Rerunning with the same settings resumes from that checkpoint and "
@@ -249,7 +257,9 @@ def ppo_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-ppo-policy", "model", result.policy_dir)
     metrics = {**result.final_metrics, "ppo/updates": result.num_updates, "ppo/batch_size": sizes.batch_size,
                "ppo/snapshots": len(list_snapshots(ctx.out)), "ppo/critic_from_rm": critic_from_rm,
-               "time/ppo_train_seconds": ppo_seconds}
+               "time/ppo_train_seconds": ppo_seconds,
+               # over the whole run (rollouts, updates, checkpoints, snapshots); `episodes_per_second` is the last update's
+               "ppo/episodes_per_second_overall": len(result.history) * sizes.batch_size / ppo_seconds}
 
     if cfg.rl.gold_control:
         metrics.update(_gold_control(ctx, sft_dir, tokenizer, critic_dir, rows, scorer))
@@ -264,10 +274,12 @@ def ppo_stage(ctx: Context) -> dict:
         history = train_trl_baseline(
             sft_dir, tokenizer, list(prompts["prompt"]), scorer, base, out,
             log=lambda m, step, a=base.algo: ctx.tracker.log({f"{a}/{k}": v for k, v in m.items()} | {f"{a}/step": step}),
+            place=lambda model, role, a=base.algo: ctx.place(model, f"{BASELINE_NAMES[a]} {role}"),
         )
         seconds = time.time() - t0
+        steps = max([int(h.get("step", 0)) for h in history] + [0])
         (out / "result.json").write_text(json.dumps({"algo": base.algo, "seconds": seconds, "config": base.model_dump(),
-                                                     "log_history": history}, indent=1, default=str))
+                                                     "max_steps": steps, "log_history": history}, indent=1, default=str))
         ctx.tracker.artifact(f"{cfg.run.name}-{base.algo}-policy", "model", out / "policy")
         metrics[f"{base.algo}/seconds"] = seconds
     write_model_card(ctx, "ppo", result.policy_dir, metrics)
@@ -309,7 +321,8 @@ def load_held_out(data_dir: Path, ecfg: EvalPolicyConfig, scorer: RewardScorer, 
 def _baseline_compute(name: str, info: dict) -> str:
     """The compute column of an RLOO/GRPO row, from its result.json."""
     bcfg = info.get("config", {})
-    return (f"{name} {bcfg.get('max_steps', '?')} steps x {bcfg.get('per_device_train_batch_size', '?')} "
+    steps = info.get("max_steps", bcfg.get("max_steps", "?"))
+    return (f"{name} {steps} steps x {bcfg.get('per_device_train_batch_size', '?')} "
             f"completions ({bcfg.get('num_generations', '?')}/prompt), {info.get('seconds', 0):.0f} s")
 
 
@@ -377,8 +390,8 @@ def eval_policy_stage(ctx: Context) -> dict:
     rm_dir = ctx.stage_path("train-reward") / "model"
     ppo_dir = ctx.stage_path("ppo")
     tokenizer = load_tokenizer(sft_dir)
-    sft = load_causal_lm(sft_dir)
-    scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size)
+    sft = ctx.place(load_causal_lm(sft_dir), "SFT policy", frozen=True)
+    scorer = load_scorer(ctx, rm_dir)
     gold_fn = gold_score if _sim(ctx) else None
     torch.manual_seed(ecfg.seed)
     held = held_out(ctx, scorer)
@@ -389,7 +402,12 @@ def eval_policy_stage(ctx: Context) -> dict:
     per_prompt: dict[str, dict[str, np.ndarray]] = {}  # method -> [B] gold win / gold (paired comparison)
     parts: dict[str, dict[str, float]] = {}  # method -> mean of each part of gold (simulated world)
 
+    sampled = {"tokens": 0, "seconds": 0.0}  # every policy's sampling: generation tokens/s on this device
+
     def keep(method: str, res: Responses, weights: np.ndarray | None = None) -> None:
+        if weights is None:  # best-of-n rows re-weight the SFT pool: counted once, with SFT
+            sampled["tokens"] += len(res.texts) * ecfg.response_length
+            sampled["seconds"] += res.generate_seconds
         values = per_prompt_gold(res, held, weights)
         if values is not None:
             per_prompt[method] = values
@@ -433,7 +451,7 @@ def eval_policy_stage(ctx: Context) -> dict:
     if not ecfg.ppo_snapshots:
         snaps = snaps[-1:]
     for step, path in snaps:
-        model = load_causal_lm(path)
+        model = ctx.place(load_causal_lm(path), "PPO snapshots", frozen=True)
         res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn,
                                desc=f"PPO step {step}")
         train_s = float(step_seconds[step - 1]) if 0 < step <= len(step_seconds) else 0.0
@@ -452,7 +470,7 @@ def eval_policy_stage(ctx: Context) -> dict:
         if not (run_dir / "policy" / "config.json").is_file():
             continue
         info = json.loads((run_dir / "result.json").read_text()) if (run_dir / "result.json").is_file() else {}
-        model = load_causal_lm(run_dir / "policy")
+        model = ctx.place(load_causal_lm(run_dir / "policy"), name, frozen=True)
         res = sample_responses(model, sft, tokenizer, held, ecfg.samples_per_prompt, ecfg, scorer, gold_fn, desc=name)
         table.append(make_row(name, res, held, policy_kl(res), weights_changed(model, sft), describe(name, info),
                               float(info.get("seconds", 0.0)) + res.seconds))
@@ -481,6 +499,8 @@ def eval_policy_stage(ctx: Context) -> dict:
         if png is not None:
             ctx.tracker.image(key, png)
     metrics: dict[str, float] = {"eval/prompts": len(held)}
+    if sampled["seconds"] > 0:
+        metrics["eval/generate_tokens_per_second"] = sampled["tokens"] / sampled["seconds"]
     if on_policy is not None:
         metrics.update({f"eval/on_policy/rm_gold_{k}": v for k, v in on_policy["agreement"].items()})
         for who in ("corr_rm", "corr_gold"):

@@ -20,10 +20,10 @@ from data.sim.gold import gold_score
 from pipelines.rundir import StageDir
 from pipelines.stages import Context, register
 from pipelines.stages.rl import held_out
+from pipelines.stages.train import load_scorer
 from policy.evaluate import ROW_KEYS, format_rows, reference_row, settings
 from policy.goals.suite import run_steering_suite
 from policy.models import load_causal_lm, load_tokenizer
-from reward_model.scoring import RewardScorer
 
 
 def earlier_policy_rows(run_root: Path) -> list[dict]:
@@ -53,9 +53,9 @@ def steer_stage(ctx: Context) -> dict:
     policy_dir = ctx.stage_path("sft") / "model"
     reward_dir = ctx.stage_path("train-reward") / "model"
     tokenizer = load_tokenizer(policy_dir)
-    model = load_causal_lm(policy_dir)
+    model = ctx.place(load_causal_lm(policy_dir), "SFT policy (frozen)", frozen=True)
     model.eval()
-    scorer = RewardScorer.from_pretrained(reward_dir, batch_size=cfg.reward.scoring_batch_size)
+    scorer = load_scorer(ctx, reward_dir)
     ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", policy_dir, use=True)
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", reward_dir, use=True)
 

@@ -56,7 +56,7 @@ def pretrain_stage(ctx: Context) -> dict:
     print(f"[pretrain] policy: {type(model).__name__}, {n_params / 1e6:.2f}M parameters, {cfg.pretrain.steps} steps")
     rows = datasets.load_from_disk(str(data_dir / "sft"))
     result = pretrain_lm(model, tokenizer, rows, ctx.out / "model", cfg.sft, cfg.pretrain,
-                         report_to=_report_to(ctx), log=ctx.tracker.log)
+                         report_to=_report_to(ctx), log=ctx.tracker.log, place=ctx.place)
     ctx.tracker.artifact(f"{cfg.run.name}-pretrained-policy", "model", ctx.out / "model")
     return {**result.metrics, "pretrain/steps": result.steps, "pretrain/params": n_params}
 
@@ -80,7 +80,8 @@ def sft_stage(ctx: Context) -> dict:
     print(f"[sft] policy: {type(model).__name__}, {n_params / 1e6:.2f}M parameters")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-rows", "dataset", data_dir / "sft", use=True)
     rows = datasets.load_from_disk(str(data_dir / "sft"))
-    result = train_sft(model, tokenizer, rows, ctx.out / "model", cfg.sft, report_to=_report_to(ctx), log=ctx.tracker.log)
+    result = train_sft(model, tokenizer, rows, ctx.out / "model", cfg.sft, report_to=_report_to(ctx), log=ctx.tracker.log,
+                       place=ctx.place)
     if result.samples:
         columns = list(result.samples[0].keys())
         ctx.tracker.table("sft/samples", columns, [[s[c] for c in columns] for s in result.samples])
@@ -91,6 +92,16 @@ def sft_stage(ctx: Context) -> dict:
                "sft/train_rows": result.n_train_rows, "sft/steps": result.global_step}
     write_model_card(ctx, "sft", ctx.out / "model", metrics)
     return metrics
+
+
+def load_scorer(ctx: Context, model_dir: Path) -> RewardScorer:
+    """The reward model as a scorer where the device rule puts frozen models (`run.device`, `run.dtype`), batched
+    by `reward.scoring_batch_size`: in PPO it scores every rollout, so it must sit on the accelerator too."""
+    p = ctx.placement
+    scorer = RewardScorer.from_pretrained(model_dir, batch_size=ctx.cfg.reward.scoring_batch_size, device=p.device,
+                                          dtype=p.frozen_dtype)
+    ctx.place(scorer.model, "reward model (scoring)", frozen=True)
+    return scorer
 
 
 def _win_probs_for_eval(ctx: Context):
@@ -107,7 +118,7 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
         human = load_hub_pairs(ctx.cfg.scrape.human_eval).pairs
         human_split = human[split] if split in human else next(iter(human.values()))
         pairs = datasets.concatenate_datasets([pairs, human_split.cast(pairs.features)])
-    scorer = RewardScorer.from_pretrained(model_dir)
+    scorer = load_scorer(ctx, model_dir)
     result = evaluate_reward_model(
         scorer,
         pairs,
@@ -166,7 +177,7 @@ def train_reward_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-pairs", "dataset", data_dir / "pairs", use=True)
     result = train_reward_model(
         source, tokenizer, pairs, ctx.out / "model", cfg.reward, report_to=_report_to(ctx),
-        reference=reference, log=ctx.tracker.log, tldrs=tldrs,
+        reference=reference, log=ctx.tracker.log, tldrs=tldrs, place=ctx.place,
     )
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", ctx.out / "model")
     metrics = dict(result.metrics)  # already namespaced rm/train/..., rm/eval/...

@@ -49,6 +49,7 @@ from policy.goals.common import (
     trigger_perplexity,
     weights_fingerprint,
 )
+from policy.device import place
 from policy.evaluate import HeldOut, Responses, kl_estimate, make_row, score_responses, slug
 from policy.sampling import forward_logprobs
 
@@ -493,6 +494,7 @@ def _goal(model, tok, train: Dataset, heldout: _Posts, cfg: GoalSection, reward_
     """Part 5: goal-token SFT of a copy of the policy (saved to out_dir/goal_policy) and per-bucket evaluation."""
     g = cfg.goal
     gmodel, gtok = copy.deepcopy(model), copy.deepcopy(tok)  # the SFT policy itself is never trained
+    place(gmodel, model.device, torch.float32)  # the copy trains: float32 weights even when the frozen policy is bf16
     goal_token_ids = goal_tokens.add_goal_tokens(gmodel, gtok, g.n_buckets)
     # 1. buckets over the whole train split (percentiles need every row of a subreddit)
     buckets = goal_tokens.bucketize([float(s) for s in train["score"]], list(train["subreddit"]), g.n_buckets)
