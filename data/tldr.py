@@ -9,19 +9,24 @@ bench/tldr_extraction.py; docs/tldr-extraction.md has the numbers and the known 
 The rules, each one met on real posts:
 1. The post is made plain text first (data.text: entities, bold, italics, links -> their text), so
    `**TL;DR: text**` gives "text", never "text**", and a marker written in any markup is found.
-2. A marker is "tl;dr" in any spelling: TL;DR, tldr, Tl;Dr, TL DR, TL:DR, tl,dr, TL;DR; ("r/tldr" is not).
+2. A marker is "tl;dr" in any spelling: TL;DR, tldr, Tl;Dr, TL DR, TL:DR, tl,dr, TL;DR; (not "r/tldr",
+   not "tldr.me").
 3. A marker OPENS a TL;DR when it starts its line (after a `>` quote sign, a bracket, or a short lead-in
-   such as "Edit:", "Update #2:", "Conclusion /", "So,"), when it follows a sentence end on its line
-   ("... got home. tl;dr: ..."), or in "so the tl;dr is ...". Any other marker is a mention ("a quick
-   TL;DR version of the videos", "Edit: added TL;DR"), and so is one followed by "at the bottom", "below".
-4. The TL;DR is the rest of the marker's paragraph after its separator (":", "-", ";", "is that", ...),
-   or the next paragraph when the marker stands alone on its line (a heading "TL;DR"). It stops at a line
-   that starts an EDIT / UPDATE / P.S. / thanks / sorry note, at a horizontal rule, or at another marker.
-   Stray markup, an unbalanced closing quote or parenthesis, and `>` quote signs are stripped from it.
+   such as "Edit:", "Update #2:", "Conclusion /", "So,", "My Question/", "Possibly"), when it follows a
+   sentence end on its line ("... got home. tl;dr: ..."), or in "so the tl;dr is ...". Any other marker
+   is a mention ("a quick TL;DR version of the videos", "Edit: added TL;DR"), and so is one followed by
+   "at the bottom", "below", "of ...". A marker inside a quote of other text (">" lines after quoted
+   lines) is that text's TL;DR, not the post's, unless most of the post is quoted.
+4. The TL;DR is the rest of the marker's paragraph after its separator (":", "-", ";", "is that",
+   "/Conclusion:", "the conclusion -", ...), or the next paragraph when the marker stands alone on its line
+   (a heading "TL;DR", "(tldr, i guess?)"). It stops at a line that starts an EDIT / UPDATE / P.S. /
+   thanks / sorry note, at a horizontal rule, at another marker, or at a line that is only a link (an
+   attachment). Stray markup, an unbalanced closing quote or parenthesis, and `>` quote signs are stripped.
 5. Some TL;DRs are not summaries; they are REJECTED with a reason: `empty` (a marker with nothing after
    it), `no_words`, `points_elsewhere` ("see title", "read the title", "above"), `refusal` ("No.", "none",
-   "just read it"). A TL;DR that is a question is kept: on advice subreddits the question is the summary
-   ("boyfriend does X, should I be worried?").
+   "just read it, it's not that long"). A TL;DR that is a question is kept: on advice subreddits the
+   question is the summary ("boyfriend does X, should I be worried?"), and so is a joke: it is still what
+   the author chose to say.
 6. With several openers (a TL;DR per story, or one at the top and one at the bottom) the LAST accepted one
    is the TL;DR. Every opener's span leaves the post, accepted or not, and so do short lines that only
    point at the TL;DR ("(TL;DR at the bottom)", "Edit: added a TL;DR").
@@ -35,12 +40,12 @@ from dataclasses import dataclass
 
 from data.text import clean_text, plain_text
 
-# 2. the marker; not inside a word or a subreddit name ("/r/tldr")
-MARKER = re.compile(r"(?<![A-Za-z0-9/])tl[ \t]?[;:,./'\-]?[ \t]?dr(?![A-Za-z0-9])", re.IGNORECASE)
+# 2. the marker; not inside a word, a subreddit name ("/r/tldr") or a domain ("http://tldr.me/...")
+MARKER = re.compile(r"(?<![A-Za-z0-9])(?<!r/)(?<!//)tl[ \t]?[;:,./'\-]?[ \t]?dr(?![A-Za-z0-9]|\.[A-Za-z])", re.IGNORECASE)
 _STRAY = "*_~#`> \t"
 # 3. lead-ins before a marker: up to three words, opening with one of these or ending in a separator
 _LEAD_WORDS = {"so", "and", "ok", "okay", "anyway", "anyways", "edit", "edited", "update", "eta", "ps", "basically",
-               "quick", "short", "summary", "conclusion", "final", "obligatory", "up", "front"}
+               "quick", "short", "summary", "conclusion", "final", "obligatory", "mandatory", "up", "front"}
 _THE_LEAD = re.compile(r"(?:(?:so|and|ok|okay|basically|anyway|well)[ ,]+)?(?:the|my|a|quick)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?:[.!?\u2026][\"')\]]*|[:;]-?[()DPp])[ \t]+")  # "...home. ", "... :) "
 _MENTION = re.compile(
@@ -52,8 +57,10 @@ _MENTION = re.compile(
 )
 _IS_FORM = re.compile(r"[ \t]+(?-i:is|was)\b(?:[ \t]+(?:that|this)\b)?", re.IGNORECASE)
 _PUNCT = re.compile(r"(?:[ \t]*[:;,.=>|?!)\]}\-\u2013\u2014]+)*[ \t]*")
-_LEAD_OUT_COLON = re.compile(  # "TL;DR of what I learned: ...", "TL;DR at the top: ..."
-    r"[ \t]+(?:of|for|on|about|at|in|below|above|from|to)\b[^:\n.!?]{0,50}?:(?=\s|$)[ \t]*", re.IGNORECASE
+_LEAD_OUT_COLON = re.compile(  # "TL;DR of what I learned: ...", "TL;DR at the top: ...", "TL;DR/Conclusion: ..."
+    r"(?:[ \t]+(?:of|for|on|about|at|in|below|above|from|to)\b|[ \t]*/)[^:\n.!?]{0,50}?:(?=\s|$)[ \t]*"
+    r"|[ \t]+(?:the[ \t]+)?(?:conclusion|summary|short[ \t]+version)[ \t]*[:\-\u2013\u2014]+[ \t]*",
+    re.IGNORECASE,
 )
 # 4. where a TL;DR ends
 _BLANK = re.compile(r"^[ \t]*(?:>[ \t]*)*$")  # an empty line, or an empty quote line (">")
@@ -65,6 +72,9 @@ _NOTE_LINE = re.compile(
 _NO_TEXT_LINE = re.compile(r"^[\W_]*$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:>[ \t]*)*(?:[-*+\u2022]|\d+[.)])[ \t]+")
 _MARKER_NEAR_START = re.compile(r"^[\W_]*(?:[A-Za-z0-9']+[\W_]+){0,2}?" + MARKER.pattern, re.IGNORECASE)  # "EDIT TL;DR"
+_LINK_ONLY_LINE = re.compile(  # a list item of links is content, so no bullet before the link
+    r"^[ \t>]*(?:[*_~]+(?=\[))?(?:\[[^\]\n]*\]\([^)\n]*\)|(?:https?://|www\.)\S+)[ \t*_~]*$", re.MULTILINE
+)
 _QUOTE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE)
 _CLOSING = {'"': '"', ")": "(", "]": "[", "\u201d": "\u201c"}
 # 5. non-summaries, matched on the lower-cased TL;DR with punctuation removed
@@ -77,6 +87,10 @@ _REFUSAL = re.compile(
     r"^(?:no|nope|none|nah|n ?a|nothing|not really|there is none|there isn t one|no tl ?dr|sorry|lol|too long|"
     r"too lazy|(?:stop being lazy and |just |please )?read (?:it|this|the (?:whole |entire |damn )?"
     r"(?:thing|post|text|story|wall))(?: you \w+)?)$"
+)
+_REFUSAL_START = re.compile(  # the TL;DR opens by refusing: "Read the whole damned thing, ...", "It's not that long"
+    r"^(?:(?:just|please|go back and|stop being lazy and|you should)\s+)?read\s+(?:it|this|the\s+(?:(?:whole|entire|"
+    r"damn|damned|fucking)\s+)*(?:thing|post|story|text|wall|article))\b|^(?:it\s?s\s+|it\s+is\s+)?not\s+(?:that|so|very|too)\s+long\b"
 )
 # 6. pointer lines: a short line that mentions the TL;DR and where it is, or that it was added
 _POINTER_WORDS = re.compile(r"\b(?:bottom|below|end|top|above|added|updated|included|provided|inside)\b", re.I)
@@ -113,12 +127,14 @@ def _next_nonblank_line(text: str, pos: int) -> int:
     return pos
 
 
-def _lead_ok(lead: str, after: str) -> bool:
+def _lead_ok(lead: str, after: str, *, at_line_start: bool) -> bool:
     """Rule 3: may the text between the line (or sentence) start and the marker precede an opener?"""
     plain = lead.strip(_STRAY + "-+\u2022([")
     words = re.findall(r"[A-Za-z0-9']+", plain)
     if not words:  # nothing, or punctuation only: "(", "-->", "["
         return True
+    if at_line_start and len(words) == 1 and plain == words[0] and re.fullmatch(r"[A-Za-z]+ly|Super|Second", plain):
+        return True  # "Possibly TL;DR ...", "Super TL;DR ..."
     if re.search(r"\b(?:the|my)$", plain, re.IGNORECASE) and re.match(
         r"(?:[ \t]+version)?[ \t]+(?:is|was)(?:[ \t]+(?:that|this)\b|[ \t]*:)", after, re.IGNORECASE
     ):
@@ -167,8 +183,9 @@ def _separator_end(after: str, the_lead: bool) -> int | None:
     return pos
 
 
-def _paragraph_end(text: str, start: int, *, continue_lists: bool) -> tuple[int, bool]:
-    """Rule 4: where a TL;DR that starts at `start` ends, and whether a note line ended it."""
+def _paragraph_end(text: str, start: int, *, continue_lists: bool, link_lines: frozenset[str]) -> tuple[int, bool]:
+    """Rule 4: where a TL;DR that starts at `start` ends, and whether a note line ended it. `link_lines`: the
+    plain text of lines that were only a link (an attachment under the TL;DR, not part of it)."""
     pos, first = start, True
     while pos < len(text):
         line_start, line_end = _line_bounds(text, pos)
@@ -184,21 +201,26 @@ def _paragraph_end(text: str, start: int, *, continue_lists: bool) -> tuple[int,
                 return line_start - 1, False
             if _NOTE_LINE.match(unquoted):
                 return line_start - 1, True
-            if _NO_TEXT_LINE.match(unquoted) or _MARKER_NEAR_START.match(unquoted):
+            announced = text[start:line_start].rstrip().endswith(":")  # "Here's the link:\nhttp://..."
+            if (
+                _NO_TEXT_LINE.match(unquoted)
+                or _MARKER_NEAR_START.match(unquoted)
+                or (unquoted.strip() in link_lines and not announced)
+            ):
                 return line_start - 1, False
         first = False
         pos = line_end + 1
     return len(text), False
 
 
-def _opener(text: str, m: re.Match[str]) -> _Opener | None:
+def _opener(text: str, m: re.Match[str], link_lines: frozenset[str]) -> _Opener | None:
     """The TL;DR span a marker opens (rules 3-4), or None for a mention."""
     line_start, line_end = _line_bounds(text, m.start())
     left = text[line_start : m.start()]
     ends = list(_SENTENCE_END.finditer(left))
     lead_start = ends[-1].end() if ends else 0
     lead, after = left[lead_start:], text[m.end() : line_end]
-    if not _lead_ok(lead, after):
+    if not _lead_ok(lead, after, at_line_start=lead_start == 0):
         return None
     sep_end = _separator_end(after, the_lead=_THE_LEAD.fullmatch(lead.strip(_STRAY)) is not None)
     if sep_end is None:
@@ -207,6 +229,8 @@ def _opener(text: str, m: re.Match[str]) -> _Opener | None:
     if MARKER.match(rest.lstrip(_STRAY)):
         return None  # "TL;DR TL;DR": the next marker opens it
     remove_start = line_start + lead_start
+    if "(" in lead and ":" not in after[:sep_end] and re.fullmatch(r"[^()\n]{0,25}\)[\W_]*", rest.strip()):
+        rest = ""  # "(tldr, i guess?)", "(TL;DR/How you can help)" on its own line: the TL;DR is the next paragraph
     if rest.strip(_STRAY):
         content_start, continue_lists = m.end() + sep_end, False
     else:  # the marker stands alone on its line: the TL;DR is the next paragraph
@@ -215,7 +239,7 @@ def _opener(text: str, m: re.Match[str]) -> _Opener | None:
             _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))])
         ):
             return _Opener(remove_start, line_end, "", False)
-    end, notes_cut = _paragraph_end(text, content_start, continue_lists=continue_lists)
+    end, notes_cut = _paragraph_end(text, content_start, continue_lists=continue_lists, link_lines=link_lines)
     return _Opener(remove_start, end, text[content_start:end], notes_cut)
 
 
@@ -241,9 +265,27 @@ def rejection(tldr: str) -> str | None:
         return "points_elsewhere"
     first_sentence = re.split(r"(?<=[.!?])\s", tldr, maxsplit=1)[0]
     first_key = " ".join(re.sub(r"[^\w\s]|_", " ", first_sentence.lower()).split())
-    if _REFUSAL.match(key) or (_REFUSAL.match(first_key) and len(tldr.split()) <= 16):
+    summary_follows = re.search(r"\w:\s+\w", tldr)  # "Just read it. If you're too lazy though: Racism is ..."
+    refuses_first = _REFUSAL_START.match(key) and len(tldr.split()) <= 30 and not summary_follows
+    if _REFUSAL.match(key) or refuses_first or (_REFUSAL.match(first_key) and len(tldr.split()) <= 16):
         return "refusal"
     return None
+
+
+def _inside_quoted_text(text: str, pos: int) -> bool:
+    """Is `pos` on a quoted line (">") that continues a quote of other text? A lone "> TL;DR: ..." is the
+    author's own TL;DR set off as a quote; one at the end of a quoted announcement is the announcement's."""
+    start, _ = _line_bounds(text, pos)
+    if not text[start:pos].lstrip().startswith(">"):
+        return False
+    while start > 0:
+        start, end = _line_bounds(text, start - 1)
+        line = text[start:end]
+        if line.strip() and not line.lstrip().startswith(">"):
+            return False
+        if _QUOTE_PREFIX.sub("", line).strip():
+            return True
+    return False
 
 
 def _pointer_lines(text: str, openers: list[_Opener]) -> list[tuple[int, int]]:
@@ -264,12 +306,18 @@ def find_tldr(selftext: str, changes: Counter[str] | None = None) -> TldrSplit:
 
     `changes`, when given, counts the markdown rules that changed the post (data.text.plain_text).
     """
-    text = plain_text(clean_text(selftext), changes)
+    source = clean_text(selftext)
+    link_lines = frozenset(plain_text(m.group(0)).strip() for m in _LINK_ONLY_LINE.finditer(source)) - {""}
+    text = plain_text(source, changes)
+    lines = [line for line in text.split("\n") if line.strip()]
+    mostly_quoted = sum(line.lstrip().startswith(">") for line in lines) >= 0.5 * len(lines)
     openers: list[_Opener] = []
     for m in MARKER.finditer(text):
         if openers and m.start() < openers[-1].remove_end:
             continue  # inside the previous TL;DR
-        found = _opener(text, m)
+        if not mostly_quoted and _inside_quoted_text(text, m.start()):
+            continue  # a TL;DR in a quote of someone else's text summarises that, not this post
+        found = _opener(text, m, link_lines)
         if found is not None:
             openers.append(found)
     tldr, chosen, reason = None, None, None
@@ -286,7 +334,7 @@ def find_tldr(selftext: str, changes: Counter[str] | None = None) -> TldrSplit:
         parts.append(text[last:start].rstrip(" \t"))
         last = max(last, end)
     parts.append(text[last:])
-    body = clean_text("\n\n".join(p.strip("\n") for p in parts if p.strip()))
+    body = clean_text("\n\n".join(p.strip() for p in parts if p.strip()))
     return TldrSplit(body, tldr, None if tldr else reason, len(spans), chosen.notes_cut if chosen else False)
 
 
