@@ -5,9 +5,14 @@
     python bench/tldr_extraction.py --corpus ../shared/real-reddit/top_tldr/RS_top_tldr.zst   # + all 19k posts
     python bench/tldr_extraction.py sample --n 160 --seed 22 --corpus ...                      # re-draw the ids
 
-The fixture (tests/fixtures/top_tldr/handchecked.jsonl) holds a seeded random sample of 160 of the 19,043
-real self-posts in ../shared/real-reddit/top_tldr/ with the author's TL;DR written out by hand (markup
-stripped; null when the post mentions tl;dr without giving one, or gives a non-summary such as "see title").
+The fixture (tests/fixtures/top_tldr/handchecked.jsonl) holds 240 of the 19,043 real self-posts in
+../shared/real-reddit/top_tldr/ with the author's TL;DR written out by hand (markup stripped; null when the
+post mentions tl;dr without giving one, or gives a non-summary such as "see title"), in three parts:
+- dev (79) and heldout1 (81): `sample --n 160 --seed 22` (posts sorted by id, random.Random(22).sample),
+  split by data.splits.hash_unit(id, "tldr-bench") < 0.5. The rules were developed on dev; heldout1 was
+  labelled with them frozen (commit 7105049) and scored once, then its misses were used to improve them.
+- heldout2 (80): `sample --n 80 --seed 23 --exclude-first 160 --seed-first 22`, drawn from the posts outside
+  the first sample, labelled with the rules frozen again (commit 30d520d) and scored once: the clean number.
 
 Definitions, per extractor:
 - a prediction is the TL;DR the extractor returns for a post (None = no prediction);
@@ -15,8 +20,6 @@ Definitions, per extractor:
   space, ends stripped); nothing else is forgiven (a stray `**` or a trailing "EDIT: ..." is wrong);
 - precision = correct / predictions; recall = correct / posts whose label is not null.
 
-Parts: a post is in "dev" when data.splits.hash_unit(id, "tldr-bench") < 0.5, else in "heldout". The
-extractor's rules were tuned on dev only; heldout was labelled after they were frozen (docs/tldr-extraction.md).
 The old extractor is the regex rule of data/prompts.py before this bench existed, copied below unchanged.
 `--corpus` adds counts over every post of a dump file (no labels there): how many TL;DRs each extractor
 finds, how many end in stray markup or carry an EDIT line, and the new extractor's rejections by reason.
@@ -36,12 +39,11 @@ from typing import Callable, Iterator
 
 import zstandard
 
-from data.splits import hash_unit
 from data.text import clean_text
 from data.tldr import find_tldr
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "top_tldr" / "handchecked.jsonl"
-DEV_SALT = "tldr-bench"
+PARTS = ("dev", "heldout1", "heldout2")
 Extractor = Callable[[str], "str | None"]
 
 # --- the old extractor (data/prompts.py at commit 2995f33), kept as the baseline --------------------------
@@ -77,10 +79,6 @@ def normalize(text: str | None) -> str | None:
     return None if text is None else " ".join(text.split())
 
 
-def part_of(post_id: str) -> str:
-    return "dev" if hash_unit(post_id, DEV_SALT) < 0.5 else "heldout"
-
-
 def score(rows: list[dict], extract: Extractor) -> dict:
     """Precision and recall of one extractor on labelled rows (definitions in the module docstring)."""
     predicted = correct = 0
@@ -107,15 +105,14 @@ def score(rows: list[dict], extract: Extractor) -> dict:
 def load_fixture(path: Path = FIXTURE) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     for i, row in enumerate(rows):
-        missing = {"id", "selftext", "expected_tldr"} - set(row)
+        missing = {"id", "part", "selftext", "expected_tldr"} - set(row)
         if missing:
             raise ValueError(f"{path}: line {i + 1} lacks the field(s) {sorted(missing)}")
     return rows
 
 
 def report(rows: list[dict], show_errors: set[str]) -> dict[str, dict[str, dict]]:
-    parts = {"dev": [r for r in rows if part_of(r["id"]) == "dev"],
-             "heldout": [r for r in rows if part_of(r["id"]) == "heldout"], "all": rows}
+    parts = {p: [r for r in rows if r["part"] == p] for p in PARTS} | {"all": rows}
     results = {p: {name: score(rs, fn) for name, fn in EXTRACTORS.items()} for p, rs in parts.items()}
     print(f"{'part':<8} {'posts':>5} {'w/ TL;DR':>8} | {'old P':>6} {'old R':>6} | {'new P':>6} {'new R':>6}"
           f" | {'P new/old':>9} {'R new/old':>9}")
@@ -127,7 +124,7 @@ def report(rows: list[dict], show_errors: set[str]) -> dict[str, dict[str, dict]
     print("(correct / predicted, correct / with TL;DR)  " + "  ".join(
         f"{p}: old {r['old']['correct']}/{r['old']['predicted']}, {r['old']['correct']}/{r['old']['with_tldr']};"
         f" new {r['new']['correct']}/{r['new']['predicted']}, {r['new']['correct']}/{r['new']['with_tldr']}"
-        for p, r in results.items() if p != "all"))
+        for p, r in results.items() if p == "heldout2"))
     for p in sorted(show_errors & set(parts)):
         for name in EXTRACTORS:
             for pid, label, pred in results[p][name]["misses"]:
@@ -175,27 +172,27 @@ def corpus_counts(path: str | Path) -> None:
             print(f"{k:<18} {'':>7} {v:>7}")
 
 
-def draw_sample(path: str | Path, n: int, seed: int) -> list[dict]:
-    """The seeded sample the fixture was labelled from: posts sorted by id, then random.Random(seed).sample."""
-    posts = sorted(read_posts(path), key=lambda p: p["id"])
-    return random.Random(seed).sample(posts, n)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="score", choices=["score", "sample"])
     parser.add_argument("--fixture", type=Path, default=FIXTURE)
-    parser.add_argument("--errors", nargs="*", default=[], help="print the misses of these parts (dev, heldout)")
+    parser.add_argument("--errors", nargs="*", default=[], help="print the misses of these parts (dev, heldout1, ...)")
     parser.add_argument("--corpus", help="a dump of posts (.zst or NDJSON) to count over, or to sample from")
     parser.add_argument("--n", type=int, default=160, help="sample size (sample)")
     parser.add_argument("--seed", type=int, default=22, help="sample seed (sample)")
+    parser.add_argument("--exclude-first", type=int, default=0, help="sample: leave out an earlier sample of this size")
+    parser.add_argument("--seed-first", type=int, default=22, help="sample: the seed of that earlier sample")
     parser.add_argument("--quick", action="store_true", help="accepted for `make bench`; the run is quick anyway")
     args = parser.parse_args(argv)
     if args.command == "sample":
         if not args.corpus:
             parser.error("sample needs --corpus (e.g. ../shared/real-reddit/top_tldr/RS_top_tldr.zst)")
-        for post in draw_sample(args.corpus, args.n, args.seed):
-            print(json.dumps({"id": post["id"], "part": part_of(post["id"]), "subreddit": post["subreddit"]}))
+        posts = sorted(read_posts(args.corpus), key=lambda p: p["id"])
+        if args.exclude_first:
+            first = {p["id"] for p in random.Random(args.seed_first).sample(posts, args.exclude_first)}
+            posts = [p for p in posts if p["id"] not in first]
+        for post in random.Random(args.seed).sample(posts, args.n):
+            print(json.dumps({"id": post["id"], "subreddit": post["subreddit"]}))
         return
     report(load_fixture(args.fixture), set(args.errors))
     if args.corpus:

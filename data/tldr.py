@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from data.text import clean_text, plain_text
 
 # 2. the marker; not inside a word, a subreddit name ("/r/tldr") or a domain ("http://tldr.me/...")
-MARKER = re.compile(r"(?<![A-Za-z0-9])(?<!r/)(?<!//)tl[ \t]?[;:,./'\-]?[ \t]?dr(?![A-Za-z0-9]|\.[A-Za-z])", re.IGNORECASE)
+MARKER = re.compile(r"(?<![A-Za-z0-9])(?<!r/)(?<!//)tl[ \t]{0,2}[;:,./'\-]?[ \t]{0,2}dr(?![A-Za-z0-9]|\.[A-Za-z])", re.IGNORECASE)
 _STRAY = "*_~#`> \t"
 # 3. lead-ins before a marker: up to three words, opening with one of these or ending in a separator
 _LEAD_WORDS = {"so", "and", "ok", "okay", "anyway", "anyways", "edit", "edited", "update", "eta", "ps", "basically",
@@ -58,7 +58,8 @@ _MENTION = re.compile(
 _IS_FORM = re.compile(r"[ \t]+(?-i:is|was)\b(?:[ \t]+(?:that|this)\b)?", re.IGNORECASE)
 _PUNCT = re.compile(r"(?:[ \t]*[:;,.=>|?!)\]}\-\u2013\u2014]+)*[ \t]*")
 _LEAD_OUT_COLON = re.compile(  # "TL;DR of what I learned: ...", "TL;DR at the top: ...", "TL;DR/Conclusion: ..."
-    r"(?:[ \t]+(?:of|for|on|about|at|in|below|above|from|to)\b|[ \t]*/)[^:\n.!?]{0,50}?:(?=\s|$)[ \t]*"
+    r"(?:[ \t]+(?:of|for|on|about|at|in|below|above|from|to)\b|[ \t]*/)[^:\n.!?]{0,50}?"
+    r"(?::|\)[ \t]*[:\-\u2013\u2014]+)(?=\s|$)[ \t]*"  # "... of sorts) - ..."
     r"|[ \t]+(?:the[ \t]+)?(?:conclusion|summary|short[ \t]+version)[ \t]*[:\-\u2013\u2014]+[ \t]*",
     re.IGNORECASE,
 )
@@ -79,7 +80,7 @@ _QUOTE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE)
 _CLOSING = {'"': '"', ")": "(", "]": "[", "\u201d": "\u201c"}
 # 5. non-summaries, matched on the lower-cased TL;DR with punctuation removed
 _POINTS_ELSEWHERE = re.compile(
-    r"^(?:(?:it s|its|it is|is|just|please|pls|plz)\s+)*(?:see|read|check|look at|in)?\s*(?:the\s+)?(?:post\s+)?"
+    r"^(?:(?:it s|its|it is|is|just|please|pls|plz)\s+)*(?:see|read|re ?read|check|look at|in)?\s*(?:the\s+)?(?:post\s+)?"
     r"(?:title|above|below|first line|last line|bottom|top)"
     r"(?:\s+(?:says it all|says it|pretty much|is the tl ?dr|explains it|sums it up|basically|above))?$"
 )
@@ -143,7 +144,10 @@ def _lead_ok(lead: str, after: str, *, at_line_start: bool) -> bool:
         return re.match(r"(?:[ \t]+version)?(?:[ \t]+(?:is|was)\b|[ \t]*[:,\-])", after, re.IGNORECASE) is not None
     if len(words) <= 2 and re.match(r"[ \t]*:", after):
         return True  # "phew TLDR: ...", "Short TL;DR: ..."
-    ends_in_separator = re.search(r"[:/(,|&\-\u2013\u2014\[]$", plain) is not None
+    if len(words) <= 10 and re.match(r"[ \t*_]*:[ \t*_]*$", after):
+        return True  # "Here's where I'm going with this/tl;dr:" ending its line: the next lines are the TL;DR
+    # "Results (tl;dr)", "Question/TL;DR", "So - tl;dr"; not a hyphen inside a word ("Non-tl;dr version")
+    ends_in_separator = re.search(r"(?:[:/(,|&\[]|\s[\-\u2013\u2014]+|--+|[\u2013\u2014])$", lead.rstrip(_STRAY)) is not None
     only_lead_words = all(w.lower() in _LEAD_WORDS or w.isdigit() for w in words)  # "So", "EDIT 2", "Up front"
     return len(words) <= 3 and (ends_in_separator or only_lead_words)
 
@@ -151,7 +155,7 @@ def _lead_ok(lead: str, after: str, *, at_line_start: bool) -> bool:
 def _separator_end(after: str, the_lead: bool) -> int | None:
     """Rule 4: where the TL;DR starts in `after` (the rest of the marker's line), or None for a mention."""
     pos = 0
-    version = re.match(r"[ \t]+(version)\b", after, re.IGNORECASE)
+    version = re.match(r"[ \t]*\)?[ \t]+(version)\b", after, re.IGNORECASE)  # "TL;DR version", "(TL;DR) version"
     if version:
         tail = after[version.end() :]
         if (
@@ -220,8 +224,8 @@ def _opener(text: str, m: re.Match[str], link_lines: frozenset[str]) -> _Opener 
     ends = list(_SENTENCE_END.finditer(left))
     lead_start = ends[-1].end() if ends else 0
     lead, after = left[lead_start:], text[m.end() : line_end]
-    if not _lead_ok(lead, after, at_line_start=lead_start == 0):
-        return None
+    if MARKER.search(lead) or not _lead_ok(lead, after, at_line_start=lead_start == 0):
+        return None  # (a lead holding a marker: "TL;DR-TL;DR Great!" is one marker written twice)
     sep_end = _separator_end(after, the_lead=_THE_LEAD.fullmatch(lead.strip(_STRAY)) is not None)
     if sep_end is None:
         return None
@@ -235,9 +239,10 @@ def _opener(text: str, m: re.Match[str], link_lines: frozenset[str]) -> _Opener 
         content_start, continue_lists = m.end() + sep_end, False
     else:  # the marker stands alone on its line: the TL;DR is the next paragraph
         content_start, continue_lists = _next_nonblank_line(text, line_end + 1), True
-        if content_start >= len(text) or _NOTE_LINE.match(
-            _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))])
-        ):
+        next_line = _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))])
+        if _MARKER_NEAR_START.match(next_line):
+            return None  # "I can add a TL;DR:" above "TL;DR - ...": that one opens it
+        if content_start >= len(text) or _NOTE_LINE.match(next_line):
             return _Opener(remove_start, line_end, "", False)
     end, notes_cut = _paragraph_end(text, content_start, continue_lists=continue_lists, link_lines=link_lines)
     return _Opener(remove_start, end, text[content_start:end], notes_cut)
