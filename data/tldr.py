@@ -239,7 +239,7 @@ def _opener(text: str, m: re.Match[str], link_lines: frozenset[str]) -> _Opener 
         content_start, continue_lists = m.end() + sep_end, False
     else:  # the marker stands alone on its line: the TL;DR is the next paragraph
         content_start, continue_lists = _next_nonblank_line(text, line_end + 1), True
-        next_line = _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))])
+        next_line = _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))]) if content_start < len(text) else ""
         if _MARKER_NEAR_START.match(next_line):
             return None  # "I can add a TL;DR:" above "TL;DR - ...": that one opens it
         if content_start >= len(text) or _NOTE_LINE.match(next_line):
