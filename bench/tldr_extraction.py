@@ -43,7 +43,7 @@ from data.text import clean_text
 from data.tldr import find_tldr
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "top_tldr" / "handchecked.jsonl"
-PARTS = ("dev", "heldout1", "heldout2")
+PARTS = ("dev", "heldout1", "heldout2", "heldout3")
 Extractor = Callable[[str], "str | None"]
 
 # --- the old extractor (data/prompts.py at commit 2995f33), kept as the baseline --------------------------
@@ -124,7 +124,7 @@ def report(rows: list[dict], show_errors: set[str]) -> dict[str, dict[str, dict]
     print("(correct / predicted, correct / with TL;DR)  " + "  ".join(
         f"{p}: old {r['old']['correct']}/{r['old']['predicted']}, {r['old']['correct']}/{r['old']['with_tldr']};"
         f" new {r['new']['correct']}/{r['new']['predicted']}, {r['new']['correct']}/{r['new']['with_tldr']}"
-        for p, r in results.items() if p == "heldout2"))
+        for p, r in results.items() if p.startswith("heldout")))
     for p in sorted(show_errors & set(parts)):
         for name in EXTRACTORS:
             for pid, label, pred in results[p][name]["misses"]:

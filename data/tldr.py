@@ -272,7 +272,8 @@ def rejection(tldr: str) -> str | None:
     first_key = " ".join(re.sub(r"[^\w\s]|_", " ", first_sentence.lower()).split())
     summary_follows = re.search(r"\w:\s+\w", tldr)  # "Just read it. If you're too lazy though: Racism is ..."
     refuses_first = _REFUSAL_START.match(key) and len(tldr.split()) <= 30 and not summary_follows
-    if _REFUSAL.match(key) or refuses_first or (_REFUSAL.match(first_key) and len(tldr.split()) <= 16):
+    refuses_in_first_sentence = _REFUSAL.match(first_key) and len(tldr.split()) <= 16 and not summary_follows
+    if _REFUSAL.match(key) or refuses_first or refuses_in_first_sentence:
         return "refusal"
     return None
 
@@ -349,12 +350,12 @@ def split_tldr(selftext: str) -> tuple[str, str | None]:
     return found.body, found.tldr
 
 
-# The held-out numbers of bench/tldr_extraction.py, shown on every data card; tests/test_tldr.py checks
-# that they are what the bench measures on the fixture today.
+# The clean held-out numbers of bench/tldr_extraction.py (part "heldout3": labelled with the rules frozen, scored
+# once), shown on every data card; tests/test_tldr.py checks that the bench still measures them on the fixture.
 TLDR_EXTRACTION_MEASURED = {
-    "part": "heldout",
-    "posts": 0,
-    "precision": float("nan"),
-    "recall": float("nan"),
+    "part": "heldout3",
+    "posts": 80,
+    "precision": 1.0,
+    "recall": 1.0,
     "source": "bench/tldr_extraction.py, docs/tldr-extraction.md",
 }
