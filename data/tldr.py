@@ -41,21 +41,29 @@ from dataclasses import dataclass
 from data.text import clean_text, plain_text
 
 # 2. the marker; not inside a word, a subreddit name ("/r/tldr") or a domain ("http://tldr.me/...")
-MARKER = re.compile(r"(?<![A-Za-z0-9])(?<!r/)(?<!//)tl[ \t]{0,2}[;:,./'\-]?[ \t]{0,2}dr(?![A-Za-z0-9]|\.[A-Za-z])", re.IGNORECASE)
+MARKER = re.compile(
+    r"(?<![A-Za-z0-9])(?<!r/)(?<!//)tl[ \t]{0,2}[;:,./'\-]?[ \t]{0,2}dr(?![A-Za-z0-9]|\.[A-Za-z])", re.IGNORECASE
+)
 _STRAY = "*_~#`> \t"
 # 3. lead-ins before a marker: up to three words, opening with one of these or ending in a separator
 _LEAD_WORDS = {"so", "and", "ok", "okay", "anyway", "anyways", "edit", "edited", "update", "eta", "ps", "basically",
                "quick", "short", "summary", "conclusion", "final", "obligatory", "mandatory", "up", "front"}
+# "Results (tl;dr)", "Question/TL;DR", "So - tl;dr"; not a hyphen inside a word ("Non-tl;dr version")
+_LEAD_SEPARATOR = re.compile(r"(?:[:/(,|&\[]|\s[\-\u2013\u2014]+|--+|[\u2013\u2014])$")
 _THE_LEAD = re.compile(r"(?:(?:so|and|ok|okay|basically|anyway|well)[ ,]+)?(?:the|my|a|quick)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?:[.!?\u2026][\"')\]]*|[:;]-?[()DPp])[ \t]+")  # "...home. ", "... :) "
 _MENTION = re.compile(
-    r"[ \t]+(?:(?:is[ \t]+)?(?:at|on|in)[ \t]+(?:the[ \t]+)?(?:very[ \t]+)?(?:bottom|end|top)|(?:down[ \t]+)?below|above"
-    r"|version[ \t]+of|has[ \t]+been|was[ \t]+(?:a[ \t]+joke|added)|provided|included|crowd)\b"
+    r"[ \t]+(?:(?:is[ \t]+)?(?:at|on|in)[ \t]+(?:the[ \t]+)?(?:very[ \t]+)?(?:bottom|end|top)"
+    r"|(?:down[ \t]+)?below|above|version[ \t]+of|has[ \t]+been|was[ \t]+(?:a[ \t]+joke|added)"
+    r"|provided|included|crowd)\b"
     r"(?=[ \t]*(?:$|[^\w\s]|(?:for|if|just|and|but)\b))"  # the mention ends there: "TL;DR at the bottom."
     r"|[ \t]+of\b",  # "TL;DR of the original was ..." (with a colon it opens one: _LEAD_OUT_COLON)
     re.IGNORECASE,
 )
 _IS_FORM = re.compile(r"[ \t]+(?-i:is|was)\b(?:[ \t]+(?:that|this)\b)?", re.IGNORECASE)
+_EDIT_AFTER_MARKER = re.compile(
+    r"[ \t]+(?:edit(?:ed)?|update[ds]?)\b[ \t]*(?:#?[ \t]*\d+)?(?=[ \t]*[:\-\u2013\u2014])", re.IGNORECASE
+)
 _PUNCT = re.compile(r"(?:[ \t]*[:;,.=>|?!)\]}\-\u2013\u2014]+)*[ \t]*")
 _LEAD_OUT_COLON = re.compile(  # "TL;DR of what I learned: ...", "TL;DR at the top: ...", "TL;DR/Conclusion: ..."
     r"(?:[ \t]+(?:of|for|on|about|at|in|below|above|from|to)\b|[ \t]*/)[^:\n.!?]{0,50}?"
@@ -72,7 +80,8 @@ _NOTE_LINE = re.compile(
 )
 _NO_TEXT_LINE = re.compile(r"^[\W_]*$")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:>[ \t]*)*(?:[-*+\u2022]|\d+[.)])[ \t]+")
-_MARKER_NEAR_START = re.compile(r"^[\W_]*(?:[A-Za-z0-9']+[\W_]+){0,2}?" + MARKER.pattern, re.IGNORECASE)  # "EDIT TL;DR"
+# a line opening with a marker, maybe after two words ("EDIT TL;DR - ...")
+_MARKER_NEAR_START = re.compile(r"^[\W_]*(?:[A-Za-z0-9']+[\W_]+){0,2}?" + MARKER.pattern, re.IGNORECASE)
 _LINK_ONLY_LINE = re.compile(  # a list item of links is content, so no bullet before the link
     r"^[ \t>]*(?:[*_~]+(?=\[))?(?:\[[^\]\n]*\]\([^)\n]*\)|(?:https?://|www\.)\S+)[ \t*_~]*$", re.MULTILINE
 )
@@ -80,7 +89,8 @@ _QUOTE_PREFIX = re.compile(r"^[ \t]*(?:>[ \t]?)+", re.MULTILINE)
 _CLOSING = {'"': '"', ")": "(", "]": "[", "\u201d": "\u201c"}
 # 5. non-summaries, matched on the lower-cased TL;DR with punctuation removed
 _POINTS_ELSEWHERE = re.compile(
-    r"^(?:(?:it s|its|it is|is|just|please|pls|plz)\s+)*(?:see|read|re ?read|check|look at|in)?\s*(?:the\s+)?(?:post\s+)?"
+    r"^(?:(?:it s|its|it is|is|just|please|pls|plz)\s+)*(?:see|read|re ?read|check|look at|in)?\s*"
+    r"(?:the\s+)?(?:post\s+)?"
     r"(?:title|above|below|first line|last line|bottom|top)"
     r"(?:\s+(?:says it all|says it|pretty much|is the tl ?dr|explains it|sums it up|basically|above))?$"
 )
@@ -90,8 +100,9 @@ _REFUSAL = re.compile(
     r"(?:thing|post|text|story|wall))(?: you \w+)?)$"
 )
 _REFUSAL_START = re.compile(  # the TL;DR opens by refusing: "Read the whole damned thing, ...", "It's not that long"
-    r"^(?:(?:just|please|go back and|stop being lazy and|you should)\s+)?read\s+(?:it|this|the\s+(?:(?:whole|entire|"
-    r"damn|damned|fucking)\s+)*(?:thing|post|story|text|wall|article))\b|^(?:it\s?s\s+|it\s+is\s+)?not\s+(?:that|so|very|too)\s+long\b"
+    r"^(?:(?:just|please|go back and|stop being lazy and|you should)\s+)?read\s+(?:it|this|the\s+"
+    r"(?:(?:whole|entire|damn|damned|fucking)\s+)*(?:thing|post|story|text|wall|article))\b"
+    r"|^(?:it\s?s\s+|it\s+is\s+)?not\s+(?:that|so|very|too)\s+long\b"
 )
 # 6. pointer lines: a short line that mentions the TL;DR and where it is, or that it was added
 _POINTER_WORDS = re.compile(r"\b(?:bottom|below|end|top|above|added|updated|included|provided|inside)\b", re.I)
@@ -146,8 +157,7 @@ def _lead_ok(lead: str, after: str, *, at_line_start: bool) -> bool:
         return True  # "phew TLDR: ...", "Short TL;DR: ..."
     if len(words) <= 10 and re.match(r"[ \t*_]*:[ \t*_]*$", after):
         return True  # "Here's where I'm going with this/tl;dr:" ending its line: the next lines are the TL;DR
-    # "Results (tl;dr)", "Question/TL;DR", "So - tl;dr"; not a hyphen inside a word ("Non-tl;dr version")
-    ends_in_separator = re.search(r"(?:[:/(,|&\[]|\s[\-\u2013\u2014]+|--+|[\u2013\u2014])$", lead.rstrip(_STRAY)) is not None
+    ends_in_separator = _LEAD_SEPARATOR.search(lead.rstrip(_STRAY)) is not None
     only_lead_words = all(w.lower() in _LEAD_WORDS or w.isdigit() for w in words)  # "So", "EDIT 2", "Up front"
     return len(words) <= 3 and (ends_in_separator or only_lead_words)
 
@@ -168,9 +178,9 @@ def _separator_end(after: str, the_lead: bool) -> int | None:
             pos = version.end() + colon.end()  # "TL;DR version for those who skipped it: ..."
         else:
             return None  # "TL;DR version of the videos is ..."
-    edit = re.match(r"[ \t]+(?:edit(?:ed)?|update[ds]?)\b[ \t]*(?:#?[ \t]*\d+)?(?=[ \t]*[:\-\u2013\u2014])", after[pos:], re.I)
+    edit = _EDIT_AFTER_MARKER.match(after, pos)
     if edit:
-        pos += edit.end()  # "TL;DR EDIT: ...", "tl;dr update: ..."
+        pos = edit.end()  # "TL;DR EDIT: ...", "tl;dr update: ..."
     is_form = _IS_FORM.match(after, pos)
     if is_form and (
         is_form.group(0).lower().endswith(("that", "this"))
@@ -239,7 +249,9 @@ def _opener(text: str, m: re.Match[str], link_lines: frozenset[str]) -> _Opener 
         content_start, continue_lists = m.end() + sep_end, False
     else:  # the marker stands alone on its line: the TL;DR is the next paragraph
         content_start, continue_lists = _next_nonblank_line(text, line_end + 1), True
-        next_line = _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))]) if content_start < len(text) else ""
+        next_line = ""
+        if content_start < len(text):
+            next_line = _QUOTE_PREFIX.sub("", text[slice(*_line_bounds(text, content_start))])
         if _MARKER_NEAR_START.match(next_line):
             return None  # "I can add a TL;DR:" above "TL;DR - ...": that one opens it
         if content_start >= len(text) or _NOTE_LINE.match(next_line):

@@ -46,9 +46,9 @@ def load_bench():
         ("Story.\n\nPossibly TL;DR Is a circuit better?", "Is a circuit better?"),
         ("Story.\n\nSo the tl;dr is that structures matter.", "structures matter."),
         ("Story.\n\n(tldr, i guess?)\nSO: do you fantasize?\n\nAlso, stories.", "SO: do you fantasize?"),
-        ("Story.\n\nTLDR: Picked up an injury. Train or rest?\nEdit: more pain info", "Picked up an injury. Train or rest?"),
+        ("Story.\n\nTLDR: Hurt my knee. Train or rest?\nEdit: more pain info", "Hurt my knee. Train or rest?"),
         ("Story.\n\nTL;DR - confirm your appointment\n[Confirm it!](http://x.com/a)", "confirm your appointment"),
-        ("Story.\n\nTL;DR: Moving soon. Read [this review](http://x.com/r). Worried?", "Moving soon. Read this review. Worried?"),
+        ("Story.\n\nTL;DR: Moving. Read [this review](http://x.com/r). Worried?", "Moving. Read this review. Worried?"),
         ("Story.\n\nTL;DR: Big party. http://outct.org/event/", "Big party. http://outct.org/event/"),  # bare URL
         ("Story.\n\nTL;DR: a &amp; b went home.", "a & b went home."),
         ("Quote:\n\"Story... TL;DR: petty revenge.\"", "petty revenge."),  # closing quote of the story
