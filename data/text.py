@@ -65,6 +65,8 @@ def count_entities(raw: str, changes: Counter[str]) -> None:
 def _outside_urls(text: str, fn) -> tuple[str, int]:
     """Apply `fn(segment) -> (segment, n)` to the text between bare URLs (an URL's `_` is not emphasis)."""
     out, total, last = [], 0, 0
+    if "://" not in text and "www." not in text.lower():
+        return fn(text)
     for m in _URL.finditer(text):
         seg, n = fn(text[last : m.start()])
         out += [seg, m.group(0)]
@@ -74,6 +76,8 @@ def _outside_urls(text: str, fn) -> tuple[str, int]:
 
 
 def _strip_emphasis(segment: str) -> tuple[str, int]:
+    if "*" not in segment and "_" not in segment and "~~" not in segment:
+        return segment, 0  # most text: skip the regex
     total = 0
     while True:  # nested emphasis (`***bold italic***`, `**a *b* c**`) takes more than one pass
         segment, n = _EMPHASIS.subn(lambda m: m.group(2) or m.group(4) or m.group(5) or "", segment)
