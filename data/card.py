@@ -23,6 +23,7 @@ import datasets
 from pydantic import BaseModel, ConfigDict, Field
 
 from data.splits import hash_unit, rows_to_dataset
+from data.tldr import TLDR_EXTRACTION_MEASURED
 
 GoldFn = Callable[[str, str], float]  # (post_text, summary) -> hidden quality
 # (pairs in the pair schema, name of the set) -> Bayes-optimal pair accuracy. The name says which selection
@@ -111,9 +112,11 @@ def build_card(
     bayes_fn: BayesFn | None = None,
     time_rule_variants: Mapping[str, datasets.DatasetDict] | None = None,
     scrape: Mapping[str, Mapping[str, int]] | None = None,
+    text_changes: Mapping[str, int] | None = None,
 ) -> dict:
-    """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks, and
-    (`scrape`, see `scrape_counts`) what the scraper skipped and dropped."""
+    """The card as a JSON-ready dict: records, drops by reason, split sizes, distributions, gold checks,
+    (`scrape`, see `scrape_counts`) what the scraper skipped and dropped, and what text cleaning changed
+    (`text_changes`: data.prompts.clean_post's counts over the kept posts)."""
     all_pairs, all_sft = _rows(pairs), _rows(sft)
     by_sub: dict[str, dict[str, int]] = {}
     for r in all_pairs:
@@ -164,6 +167,8 @@ def build_card(
         "score_quantiles": scores,
         "gold_agreement": gold,
         "bayes_ceiling": bayes,
+        "text_changes": dict(sorted((text_changes or {}).items())),
+        "tldr_extraction": TLDR_EXTRACTION_MEASURED,
         "summary": summary,
         "config": dict(config),
     }
@@ -199,6 +204,14 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += _table(["dataset", *splits], split_rows)
     lines += ["", f"Split rule: {card['split_rule']}", "", "## Rows dropped, by rule", ""]
     lines += _table(["rule", "rows"], [[k, v] for k, v in card["drops"].items()])
+    if card.get("text_changes"):
+        lines += ["", "## Text cleaning", "", "Kept posts each rule changed (data/text.py, data/tldr.py) and what "
+                  "became of their author TL;DRs.", ""]
+        lines += _table(["rule", "posts"], [[k, v] for k, v in card["text_changes"].items()])
+        m = card.get("tldr_extraction") or {}
+        if m:
+            lines += ["", f"TL;DR extraction on {m['posts']} hand-checked real posts ({m['part']} part): precision "
+                      f"{m['precision']:.3f}, recall {m['recall']:.3f} ({m['source']})."]
     by_sub = card["pairs_by_subreddit_strategy"]
     strategies = sorted({s for per in by_sub.values() for s in per})
     lines += ["", "## Pairs per subreddit and strategy", ""]

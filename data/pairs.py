@@ -269,7 +269,7 @@ def comment_drop_reason(comment: Mapping[str, Any], cfg: CommentFilterConfig) ->
     """Why a comment cannot be a response (before any strategy's own rules), or None."""
     if not comment["parent_id"].startswith("t3_"):
         return "not_top_level"  # its context is another comment, which the post-only prompt lacks
-    if comment["body"].strip() in DELETED_MARKERS or comment["author"] in ("", "[deleted]"):
+    if comment["body"].strip() in DELETED_MARKERS:  # a deleted author alone is kept (data.records.DELETED_AUTHOR)
         return "deleted"
     if cfg.exclude_distinguished and comment["distinguished"]:
         return "distinguished"
@@ -618,8 +618,9 @@ def build_datasets(
     post_rows = load_rows(records_dir, "posts")
     comment_rows = load_rows(records_dir, "comments")
     drops: Counter[str] = Counter()
+    text_changes: Counter[str] = Counter()
     splitter = PostSplitter.from_posts(cfg.split, (r["created_utc"] for r in post_rows))
-    posts = prepare_posts(post_rows, cfg.prompt, count, drops)
+    posts = prepare_posts(post_rows, cfg.prompt, count, drops, text_changes)
     # 2. pairs and SFT rows
     pairs = build_pairs(posts, comment_rows, cfg.pairs, count, splitter)
     sft: SFTResult = build_sft_rows(posts.values() if cfg.sft.enabled else [], cfg.sft, count, splitter)
@@ -652,6 +653,7 @@ def build_datasets(
         bayes_fn=bayes_fn,
         time_rule_variants=rule_variants,
         scrape=scrape_counts(records_dir),
+        text_changes=text_changes,
     )
     # 5. write: each output to a temporary name, then moved into place; build_info last
     out_dir.mkdir(parents=True, exist_ok=True)

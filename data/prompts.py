@@ -8,7 +8,8 @@ The reward model, SFT and PPO must all see the *same* prompt for a post, so ever
 `prepare_post` here. Three details matter:
 
 1. The author's TL;DR is removed from the post it summarizes (else the policy learns to copy it, and the
-   reward model sees the answer in the prompt).
+   reward model sees the answer in the prompt); posts and responses are plain text, markdown undone
+   (`data.tldr` finds the TL;DR, `data.text` says what the cleaning changes; both count for the data card).
 2. A post too long for the budget is cut at its LAST NEWLINE that keeps the whole prompt within
    `max_tokens` (Stiennon et al.); if no newline cut fits, at the last sentence end, then the last word.
 3. Token counts come from the caller (`Callable[[str], int]` or a HF tokenizer): the budget is in the
@@ -17,7 +18,6 @@ The reward model, SFT and PPO must all see the *same* prompt for a post, so ever
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -27,19 +27,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from data.records import DELETED_MARKERS
+from data.text import clean_text, count_entities, plain_text
+from data.tldr import find_tldr, split_tldr
+
+__all__ = ["clean_text", "split_tldr"]  # re-exported: their home is data.text / data.tldr
 
 TokenCounter = Callable[[str], int]
 
 PROMPT_TEMPLATE = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
 
-# A TL;DR marker: "TL;DR:", "TL;DR", "tl;dr", "TLDR", "tl dr", "TL:DR", "tl,dr", "TL/DR", "**TL;DR**:", "# TLDR".
+# A TL;DR marker opening a COMMENT: "TL;DR:", "tl;dr", "TLDR", "tl dr", "**TL;DR**:", "# TLDR". (A post's
+# TL;DR, wherever it stands, is found by data.tldr.)
 _CORE = r"\btl[ \t]*[;:,/.\-]?[ \t]*dr\b"
 _OPEN = r"(?:[#>*_(\[][ \t]*)*"  # markdown heading / quote / bold / bracket before the marker
 _CLOSE = r"[ \t*_)\]]*[:;,.\-\u2013\u2014=>]*[ \t*_]*\s*"  # bold end, then ":" / "-" / "—", then space
-# The marker starts a line, or follows the end of a sentence ("... so yeah. tl;dr: ...").
-_POST_MARKER = re.compile(
-    r"(?:^[ \t]*|(?<=[.!?)\]\"'*])[ \t]+)" + _OPEN + _CORE + _CLOSE, re.IGNORECASE | re.MULTILINE
-)
 _LEADING_MARKER = re.compile(r"\A\s*" + _OPEN + _CORE + _CLOSE, re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
@@ -68,6 +69,12 @@ class PromptConfig(BaseModel):
     exclude_stickied_posts: bool = Field(
         True, description="Drop stickied or distinguished posts (moderator announcements, megathreads)."
     )
+    drop_edit_paragraphs: bool = Field(
+        False,
+        description="Remove paragraphs opening with EDIT:/UPDATE: from prompts. They are the author's text, so "
+        "kept by default; an edit often reports the post's reception ('Edit: thanks for the gold'), which "
+        "leaks the score into cross_post pairs.",
+    )
 
 
 def as_token_counter(counter: TokenCounter | Any) -> TokenCounter:
@@ -77,34 +84,6 @@ def as_token_counter(counter: TokenCounter | Any) -> TokenCounter:
     if callable(counter):
         return counter
     raise TypeError(f"count_tokens must be a callable str -> int or a tokenizer, got {type(counter).__name__}")
-
-
-def clean_text(text: str) -> str:
-    """Undo Reddit's HTML escaping, normalize newlines, drop trailing spaces and runs of blank lines."""
-    text = html.unescape(text).replace("\r\n", "\n").replace("\r", "\n")
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-def split_tldr(selftext: str) -> tuple[str, str | None]:
-    """Split a post into (body, author's TL;DR or None).
-
-    Rule: the LAST TL;DR marker that starts a line or follows a sentence end opens the TL;DR; the TL;DR is
-    the paragraph after it (up to the next blank line). The body is everything else, so a trailing
-    "Edit: ..." after the TL;DR stays in the body, and a TL;DR written at the top of a post also works.
-    A marker followed by nothing is removed and gives `None`.
-    """
-    text = clean_text(selftext)
-    matches = list(_POST_MARKER.finditer(text))
-    if not matches:
-        return text, None
-    marker = matches[-1]
-    before, rest = text[: marker.start()].rstrip(), text[marker.end() :].lstrip()
-    blank = _BLANK_LINE.search(rest)
-    tldr, after = (rest[: blank.start()], rest[blank.end() :]) if blank else (rest, "")
-    tldr = tldr.strip()
-    body = "\n\n".join(part for part in (before, after.strip()) if part)
-    return body, (tldr or None)
 
 
 def strip_leading_tldr(text: str) -> str:
@@ -140,8 +119,9 @@ def is_tldr_like(text: str, *, max_words: int, require_marker: bool) -> bool:
 
 
 def format_response(text: str) -> str:
-    """A response as the datasets store it: cleaned, one leading space, no EOS (the trainer appends it)."""
-    return " " + clean_text(text)
+    """A response as the datasets store it: plain text (data.text), one leading space, no EOS (the trainer
+    appends it)."""
+    return " " + plain_text(clean_text(text))
 
 
 def _cut_points(post: str) -> list[list[int]]:
@@ -228,25 +208,67 @@ class PreparedPost:
     id: str
     subreddit: str
     title: str
-    body: str  # TL;DR removed, untruncated
-    tldr: str | None
+    body: str  # TL;DR removed, plain text, untruncated
+    tldr: str | None  # the author's TL;DR (data.tldr), plain text
     prompt: str
     post_text: str  # title + body, untruncated (what `gold_score(post_text, summary)` reads)
     score: int
     created_utc: float
     author: str
     truncated: bool
+    tldr_rejected: str | None = None  # why the author's TL;DR is not a summary (data.tldr.rejection)
 
 
 def make_post_text(title: str, body: str) -> str:
     return f"{' '.join(clean_text(title).split())}\n\n{body}".strip()
 
 
+_EDIT_PARAGRAPH = re.compile(r"^[\W_]*(?:edit(?:ed)?|update[ds]?)\b[ \t]*(?:#?[ \t]*\d+)?[ \t]*(?:[^\w\s]|$)", re.I)
+
+
+def drop_edit_paragraphs(body: str) -> tuple[str, int]:
+    """`body` without the paragraphs that open with EDIT/UPDATE (PromptConfig.drop_edit_paragraphs)."""
+    paragraphs = re.split(r"\n[ \t]*\n", body)
+    kept = [p for p in paragraphs if not _EDIT_PARAGRAPH.match(p)]
+    return "\n\n".join(kept), len(paragraphs) - len(kept)
+
+
+def clean_post(
+    selftext: str, cfg: PromptConfig, changes: Counter[str] | None = None
+) -> tuple[str, str | None, str | None]:
+    """Raw selftext -> (plain body without the TL;DR, author's TL;DR or None, why a TL;DR was rejected).
+
+    `changes` gets one count per rule that changed this post, "posts/<rule>" (the data.text rules,
+    `tldr_removed` for TL;DR spans taken out, `edit_paragraphs_dropped`), and the TL;DR's outcome,
+    "tldrs/extracted" (+ "tldrs/edit_note_cut_off") or "tldrs/rejected_<reason>".
+    """
+    per_post: Counter[str] = Counter()
+    count_entities(selftext, per_post)
+    found = find_tldr(selftext, per_post)
+    body = found.body
+    per_post["tldr_removed"] = found.spans_removed
+    if cfg.drop_edit_paragraphs:
+        body, per_post["edit_paragraphs_dropped"] = drop_edit_paragraphs(body)
+    if changes is not None:
+        changes.update({f"posts/{k}": 1 for k, v in per_post.items() if v})
+        if found.tldr is not None:
+            changes.update({"tldrs/extracted": 1, "tldrs/edit_note_cut_off": int(found.notes_cut)})
+        elif found.rejected is not None:
+            changes[f"tldrs/rejected_{found.rejected}"] += 1
+    return body, found.tldr, found.rejected
+
+
 def prepare_post(
-    row: Mapping[str, Any], cfg: PromptConfig, count_tokens: TokenCounter | None
+    row: Mapping[str, Any],
+    cfg: PromptConfig,
+    count_tokens: TokenCounter | None,
+    changes: Counter[str] | None = None,
 ) -> tuple[PreparedPost | None, str | None]:
-    """A post record -> (PreparedPost, None), or (None, drop reason) for a post that cannot be a prompt."""
-    body, tldr = split_tldr(row["selftext"] or "")
+    """A post record -> (PreparedPost, None), or (None, drop reason) for a post that cannot be a prompt.
+
+    `changes` counts what text cleaning changed in the post (`clean_post`) if it is kept, for the data card."""
+    cleaned: Counter[str] = Counter()
+    body, tldr, rejected = clean_post(row["selftext"] or "", cfg, cleaned)
     if len(body) < cfg.min_body_chars:
         return None, "post_body_too_short"
     untruncated = format_prompt(row["subreddit"], row["title"], body)
@@ -272,7 +294,10 @@ def prepare_post(
         created_utc=float(row["created_utc"]),
         author=row["author"] or "",
         truncated=prompt != untruncated,
+        tldr_rejected=rejected,
     )
+    if changes is not None:
+        changes.update(cleaned)
     return post, None
 
 
@@ -281,8 +306,10 @@ def prepare_posts(
     cfg: PromptConfig,
     count_tokens: TokenCounter | Any | None,
     drops: Counter[str] | None = None,
+    changes: Counter[str] | None = None,
 ) -> dict[str, PreparedPost]:
-    """All post records -> {post id: PreparedPost}; each dropped post is counted as `posts/<reason>`."""
+    """All post records -> {post id: PreparedPost}; each dropped post is counted as `posts/<reason>`, and
+    what text cleaning changed in the kept ones in `changes` (see `clean_post`)."""
     drops = drops if drops is not None else Counter()
     count = as_token_counter(count_tokens) if count_tokens is not None else None
     prepared: dict[str, PreparedPost] = {}
@@ -293,7 +320,7 @@ def prepare_posts(
         if cfg.exclude_stickied_posts and (row["stickied"] or row["distinguished"]):
             drops["posts/stickied_or_distinguished"] += 1
             continue
-        post, reason = prepare_post(row, cfg, count)
+        post, reason = prepare_post(row, cfg, count, changes)
         if post is None:
             drops[f"posts/{reason}"] += 1
             continue

@@ -73,16 +73,23 @@ class MalformedRecord(ValueError):
 
 
 class DeletedContent(ValueError):
-    """The object's text or author was deleted or removed: it is dropped and counted, not stored."""
+    """The object's text was deleted or removed: it is dropped and counted, not stored."""
+
+
+# What a deleted author is stored as: Reddit shows `[deleted]` (or no author) once an account is gone, while
+# the post or comment text often stays intact, and those are kept. "" is "unknown author": it never matches
+# OP's hash (data.pairs only compares non-empty authors) and is never hashed, with or without a salt.
+DELETED_AUTHOR = ""
 
 
 def hash_author(author: str | None, salt: str) -> str:
     """Salted SHA-256 of a username, so pairs can exclude OP/moderators without storing who wrote what.
 
-    An empty salt keeps the plain name (an explicit opt-out in the scrape config).
+    An empty salt keeps the plain name (an explicit opt-out in the scrape config). A deleted account
+    (`[deleted]` or None) becomes DELETED_AUTHOR.
     """
-    if author is None:
-        return ""
+    if author is None or author == "[deleted]":
+        return DELETED_AUTHOR
     if not salt:
         return author
     return hashlib.sha256(f"{salt}:{author}".encode()).hexdigest()[:16]
@@ -128,8 +135,9 @@ def _strip_prefix(fullname: str) -> str:
     return fullname.split("_", 1)[1] if "_" in fullname[:3] else fullname
 
 
-def _check_not_deleted(text: str, author: str | None, what: str) -> None:
-    if text.strip() in DELETED_MARKERS or author in (None, "[deleted]"):
+def _check_not_deleted(text: str, what: str) -> None:
+    """Deleted TEXT is dropped; a deleted author alone is not (the text is intact: DELETED_AUTHOR)."""
+    if text.strip() in DELETED_MARKERS:
         raise DeletedContent(f"{what} deleted or removed")
 
 
@@ -139,7 +147,7 @@ def post_from_json(raw: Mapping[str, Any], *, retrieved_utc: float, salt: str, s
         raise MalformedRecord(f"expected a JSON object, got {type(raw).__name__}")
     selftext = _str(raw, "selftext", required=False)
     author = raw.get("author")
-    _check_not_deleted(selftext, author, "post")
+    _check_not_deleted(selftext, "post")
     if raw.get("removed_by_category"):
         raise DeletedContent("post removed")
     ratio = _float(raw, "upvote_ratio", required=False)
@@ -174,7 +182,7 @@ def comment_from_json(
         raise MalformedRecord(f"expected a JSON object, got {type(raw).__name__}")
     body = _str(raw, "body")
     author = raw.get("author")
-    _check_not_deleted(body, author, "comment")
+    _check_not_deleted(body, "comment")
     link_id = _str(raw, "link_id")
     parent_id = _str(raw, "parent_id")
     if depth is None:

@@ -5,7 +5,9 @@
 
 The prompt is the same `prepare_post` prompt the preference pairs use, and the split is the same post-id
 rule (`data.splits.PostSplitter`), so a post held out from the reward model is held out from SFT too.
-The completion carries one leading space and no EOS: the trainer appends EOS.
+The completion is the author's TL;DR as `data.tldr` extracts it (plain text, no EDIT lines; non-summaries
+such as "See title" are dropped as `sft/author_tldr_rejected_<reason>`), with one leading space and no
+EOS: the trainer appends EOS.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def sft_row_or_reason(
     post: PreparedPost, cfg: SFTRowsConfig, count_tokens: TokenCounter
 ) -> tuple[dict | None, str | None]:
     """One prepared post -> (SFT row, None), or (None, the first filter it fails)."""
-    if post.tldr is None:
-        return None, "no_author_tldr"
+    if post.tldr is None:  # none, or one that is not a summary ("See title", "No."): data.tldr rule 5
+        return None, f"author_tldr_rejected_{post.tldr_rejected}" if post.tldr_rejected else "no_author_tldr"
     if cfg.min_post_score is not None and post.score < cfg.min_post_score:
         return None, "post_score_below_min"
     if count_tokens(post.prompt) < cfg.min_prompt_tokens:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from data.records import comment_from_json
+from data.records import DELETED_AUTHOR, comment_from_json
 from data.shards import load_records, shard_paths
 from data.sources import dumps
 from data.sources.dumps import DumpConfig, ingest_dumps, iter_lines
@@ -50,7 +50,7 @@ def dump_files(tmp_path: Path) -> tuple[Path, Path]:
         post("p2", created_utc=str(int(JAN)), upvote_ratio=..., score=..., ups=30, downs=4),  # old file drift
         post("p3", created_utc=int(JAN), _meta={"retrieved_2nd_on": int(JAN) + 86400}, score=42),
         post("p4", selftext="[deleted]"),
-        post("p5", author="[deleted]"),
+        post("p5", author="[deleted]"),  # a deleted account, text intact: kept
         post("p6", sub="AskReddit"),
         post("p7", score=-3),
         post("p8", created_utc=JAN - 40 * 86400),  # before start_date
@@ -95,19 +95,20 @@ def test_ingest_filters_joins_and_counts(dump_files: tuple[Path, Path], tmp_path
     stats = ingest_dumps(make_cfg(list(dump_files)), out)
     posts = load_records(out, "posts")
     comments = load_records(out, "comments")
-    assert sorted(posts["id"]) == ["p1", "p12", "p2", "p3"]
+    assert sorted(posts["id"]) == ["p1", "p12", "p2", "p3", "p5"]
     by_id = {r["id"]: r for r in posts}
     assert by_id["p2"]["score"] == 26 and by_id["p2"]["upvote_ratio"] is None
     assert by_id["p2"]["created_utc"] == float(int(JAN))
     assert by_id["p3"]["retrieved_utc"] == float(int(JAN) + 86400)
     assert by_id["p1"]["author"] != "alice" and len(by_id["p1"]["author"]) == 16  # salted hash
+    assert by_id["p5"]["author"] == DELETED_AUTHOR
     assert all(r["source"] == "dump" for r in posts)
     assert sorted(comments["id"]) == ["c1", "c2", "c8"]
     assert set(comments["post_id"]) <= set(posts["id"])
-    assert stats.posts_kept == 4 and stats.comments_kept == 3
+    assert stats.posts_kept == 5 and stats.comments_kept == 3
     assert stats.lines_read == 24
     d = stats.dropped
-    assert d["deleted"] == 3  # p4, p5, c3
+    assert d["deleted"] == 2  # p4, c3
     assert d["prefiltered"] == 5  # p6, c5, and the empty, list and bad-JSON lines (never parsed)
     assert d["score"] == 2  # p7, c7
     assert d["date"] == 1  # p8
@@ -170,12 +171,12 @@ def test_resume_skips_done_files_and_drops_partial_shards(dump_files: tuple[Path
     monkeypatch.setattr(dumps, "_ingest_file", real)
 
     stats = ingest_dumps(make_cfg([rs, rc]), out)
-    assert stats.files_skipped == 1 and stats.posts_kept == 4 and stats.comments_kept == 3
+    assert stats.files_skipped == 1 and stats.posts_kept == 5 and stats.comments_kept == 3
     assert sorted(load_records(out, "comments")["id"]) == ["c1", "c2", "c8"]
-    assert len(load_records(out, "posts")) == 4
+    assert len(load_records(out, "posts")) == 5  # p5 (deleted account) included
     n_shards = len(shard_paths(out, "posts")) + len(shard_paths(out, "comments"))
     again = ingest_dumps(make_cfg([rs, rc]), out)  # everything done: nothing rewritten
-    assert again.files_skipped == 2 and again.kept == 7
+    assert again.files_skipped == 2 and again.kept == 8
     assert len(shard_paths(out, "posts")) + len(shard_paths(out, "comments")) == n_shards
 
 

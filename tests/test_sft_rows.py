@@ -70,3 +70,23 @@ def test_splits_follow_post_ids():
 def test_config_rejects_empty_range():
     with pytest.raises(ValueError, match="min_completion_tokens=9 > max_completion_tokens=3"):
         SFTRowsConfig(min_completion_tokens=9, max_completion_tokens=3)
+
+
+def test_real_post_tldrs_become_clean_completions():
+    """Issue 22 on real posts: `**TL;DR: ...**` lost only its opening markup (a stray `**` ended 20% of the
+    completions), an EDIT line right under the TL;DR landed in the completion, and " See title" passed."""
+    rows = [
+        post("p1", "The long story.\n\n**TL;DR: broke a vase, mom mad**"),
+        post("p2", "The long story.\n\nTL;DR: lost my keys in the lake\nEDIT: found them!"),
+        post("p3", "The long story.\n\nTL;DR: See title."),
+        post("p4", "The long story.\n\nEdit: TL;DR the cat won again"),
+    ]
+    prepared = prepare_posts(rows, PromptConfig(max_prompt_tokens=100), words)
+    splitter = PostSplitter(SplitConfig(validation_fraction=0.0, test_fraction=0.0))
+    result = build_sft_rows(prepared.values(), SFTRowsConfig(min_completion_tokens=1), words, splitter)
+    train = result.dataset["train"]
+    assert dict(zip(train["post_id"], train["completion"])) == {
+        "p1": " broke a vase, mom mad", "p2": " lost my keys in the lake", "p4": " the cat won again"}
+    assert dict(result.drops) == {"sft/author_tldr_rejected_points_elsewhere": 1}
+    assert all("TL;DR" not in r["prompt"].split("POST:")[1][:-len("TL;DR:")] for r in train)
+    assert prepared["p2"].body == "The long story.\n\nEDIT: found them!"  # the note stays in the post
