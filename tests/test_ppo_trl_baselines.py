@@ -95,6 +95,7 @@ def test_baselines_take_ppos_budget_and_sampling_unless_set(tmp_path: Path) -> N
     cfg = ExperimentConfig.model_validate({
         "ppo": {"total_episodes": 640, "kl_coef": 0.02, "temperature": 0.9, "response_length": 40,
                 "max_prompt_length": 300, "seed": 3, "bf16": False},
+        "data": {"prompt": {"max_prompt_tokens": 300}},  # lengths agree (checked)
         "rl": {"baselines": [{"algo": "rloo", "per_device_train_batch_size": 16},
                              {"algo": "grpo", "beta": 0.1, "total_episodes": 64, "per_device_train_batch_size": 8}]},
     })

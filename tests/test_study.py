@@ -120,7 +120,7 @@ def test_rerun_trains_nothing_and_refuses_other_settings(studied: tuple[Path, Ex
     assert seed1_done.read_text() == before
     changed = configio.load(ExperimentConfig, CONFIGS / "tiny.yaml",
                             [f"run.root={run.parent}", "study.seeds=[0, 1]", "ppo.kl_coef=0.5"])
-    with pytest.raises(RuntimeError, match=r"tiny-seed-1/train-reward was run with other settings \(ppo.kl_coef\)"):
+    with pytest.raises(RuntimeError, match=r"tiny-seed-1/train-reward was run with other settings \(ppo.kl_coef, rl.baselines\)"):
         run_stage("study", changed)
     assert seed1_done.read_text() == before
 
