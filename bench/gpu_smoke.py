@@ -77,7 +77,7 @@ def main() -> None:
     import transformers
     import trl
 
-    from data.pairs import build_datasets
+    from pipelines.build import build_datasets
     from policy.models import train_tokenizer
     from policy.ppo import PPOConfig, build_value_model, train_ppo
     from policy.sft import SFTStageConfig, train_sft

@@ -36,15 +36,15 @@ from reward_model.train import RewardStageConfig, make_reward_config, make_rewar
 
 
 def simulated_pairs(n_pairs: int, workdir: Path):
-    """Pairs from a small simulated Reddit through the real pipeline: world -> records -> data.pairs."""
+    """Pairs from a small simulated Reddit through the real pipeline: world -> records -> pipelines.build."""
     built, tok = simulated_datasets(max(40, n_pairs // 8), workdir)
     return built.pairs["train"], tok
 
 
 def simulated_datasets(posts_per_subreddit: int, workdir: Path):
     """The data layer's datasets (pairs, SFT rows) of a small simulated Reddit, and a tokenizer trained on it:
-    world -> records -> data.pairs.build_datasets (also used by bench/sft_loss.py)."""
-    from data.pairs import DatasetsConfig, build_datasets
+    world -> records -> pipelines.build.build_datasets (also used by bench/sft_loss.py)."""
+    from pipelines.build import DatasetsConfig, build_datasets
     from data.records import DeletedContent, MalformedRecord, comment_from_json, post_from_json
     from data.shards import ShardWriter
     from data.sim.world import SimWorld, WorldConfig

@@ -4,7 +4,7 @@ upvotes agree with the hidden quality.
     from data.card import summarize
     print(summarize(json.load(open("runs/demo/data/data_card.json"))))
 
-Written by `data.pairs.build_datasets` as `data_card.json` (machine-readable, the report reads it) and
+Written by `pipelines.build.build_datasets` as `data_card.json` (machine-readable, the report reads it) and
 `data_card.md` (for people). With a gold function (`data.sim.gold.gold_score(post_text, summary)`) the card
 measures the label noise of each strategy: the share of pairs whose preferred side has the higher gold
 quality, for same_post pairs built WITH and WITHOUT the timestamp rule, which is the direct test of

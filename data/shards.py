@@ -81,3 +81,9 @@ def load_records(directory: str | Path, kind: str) -> datasets.Dataset:
             latest[row_id] = i
     keep = sorted(latest.values())
     return datasets.Dataset(table.take(keep)).cast(FEATURES[kind])
+
+
+def load_rows(directory: str | Path, kind: str) -> list[dict]:
+    """Records as dicts; a kind with no shards yet is empty (`load_records` cannot build an empty Dataset
+    under datasets 5.2)."""
+    return load_records(directory, kind).to_list() if shard_paths(directory, kind) else []

@@ -10,12 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from data.pairs import DatasetsConfig
 from data.sim.server import ServerConfig
 from data.sim.world import WorldConfig
 from data.sources.dumps import DumpConfig
 from data.sources.hub import HubConfig
 from data.sources.reddit_api import ScrapeConfig
+from pipelines.build import DatasetsConfig
 from pipelines.study import StudyConfig
 from policy.device import DeviceChoice, DtypeChoice
 from policy.evaluate import EvalPolicyConfig

@@ -29,8 +29,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-EOS_TOKEN = "<|endoftext|>"
-PAD_TOKEN = "<|pad|>"
+from data.special_tokens import EOS_TOKEN, PAD_TOKEN
 
 
 class TokenizerSpec(BaseModel):

@@ -22,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from policy.models import PAD_TOKEN
+from data.special_tokens import PAD_TOKEN
 
 
 def ensure_distinct_pad(tokenizer: PreTrainedTokenizerBase) -> bool:

@@ -10,8 +10,9 @@ import datasets
 import pytest
 
 from data.card import quantiles, render_markdown, summarize
-from data.pairs import DatasetsConfig, build_datasets, sim_bayes_fn
+from data.sim.pairs import sim_bayes_fn
 from data.shards import ShardWriter
+from pipelines.build import DatasetsConfig, build_datasets
 
 T0 = 1_700_000_000.0
 

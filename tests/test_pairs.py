@@ -11,17 +11,15 @@ import pytest
 from data.pairs import (
     CROSS_POST_FEATURES,
     PAIR_FEATURES,
-    DatasetsConfig,
     PairsConfig,
-    build_datasets,
     build_pairs,
     dedup_pairs,
-    load_rows,
     normalized_scores,
 )
 from data.prompts import PromptConfig, prepare_posts
-from data.shards import ShardWriter
+from data.shards import ShardWriter, load_rows
 from data.splits import PostSplitter, SplitConfig
+from pipelines.build import DatasetsConfig, build_datasets
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0

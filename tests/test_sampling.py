@@ -14,7 +14,8 @@ import random
 import pytest
 import torch
 
-from policy.models import EOS_TOKEN, ModelSpec, build_tiny_causal_lm, train_tokenizer
+from data.special_tokens import EOS_TOKEN
+from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from policy.sampling import forward_logprobs, generate, left_pad_prompts, position_ids_from_mask, sample
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees".split()

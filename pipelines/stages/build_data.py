@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from data.empty_output import check_not_empty
-from data.pairs import build_datasets, sim_bayes_fn
 from data.shards import load_records, shard_paths
+from data.sim.pairs import sim_bayes_fn
 from data.sim.gold import gold_score
+from pipelines.build import build_datasets
 from pipelines.cards import write_dataset_card
 from pipelines.config import ExperimentConfig
 from pipelines.stages import Context, register, sim_world

@@ -13,8 +13,8 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from data.pairs import sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
+from data.sim.pairs import sim_win_prob_fn
 from data.sim.probes import fact_swap_pairs
 from pipelines.cards import write_model_card
 from pipelines.stages import Context, distributed_state, register, sim_world
