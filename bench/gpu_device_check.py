@@ -35,7 +35,6 @@ def main() -> int:
 
     from pipelines import configio
     from pipelines.config import ExperimentConfig
-    import pipelines.stages.all  # noqa: F401  (registers the stages)
     from pipelines.demo import run_demo
     from policy.device import ForwardAudit, resolve_placement
 

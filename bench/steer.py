@@ -5,7 +5,7 @@
 
 With --run (a finished demo run): the frozen SFT policy the steer stage steers (runs/demo/sft/model, trained
 by the pipeline, not a random init), and its cases drawn as the steer stage draws them: the held-out prompts
-of `policy.goals.suite.target_steering_prompts`, case i on prompt i mod steer.target.n_posts, its target drawn
+of `pipelines.steer_suite.target_steering_prompts`, case i on prompt i mod steer.target.n_posts, its target drawn
 by random.Random(steer.seed + i) from the policy's top-`top_n` next tokens (argmax and banned tokens excluded),
 k = steer.target.k trigger tokens. Without --run: toy prompts and a target from ranks 1..74 of a random-init
 4x256 GPT-2 (or --model).
@@ -122,7 +122,7 @@ def demo_cases(run: Path, config: str, n: int, model, tok) -> tuple[list[dict], 
     from pipelines import configio
     from pipelines.config import ExperimentConfig
     from policy.goals.common import encode, not_allowed_token_ids
-    from policy.goals.suite import target_steering_prompts
+    from pipelines.steer_suite import target_steering_prompts
 
     steer = configio.load(ExperimentConfig, config).steer
     prompts = target_steering_prompts(datasets.load_from_disk(str(run / "build-data" / "sft")), steer)

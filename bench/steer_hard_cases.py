@@ -57,7 +57,7 @@ def main() -> None:
     from pipelines.config import ExperimentConfig
     from policy.goals import gcg, soft_prompt
     from policy.goals.common import frozen, not_allowed_token_ids, prepare_case, word_token_ids
-    from policy.goals.suite import target_steering_prompts
+    from pipelines.steer_suite import target_steering_prompts
     from policy.models import load_causal_lm, load_tokenizer
 
     torch.manual_seed(0)

@@ -19,11 +19,11 @@ from pipelines.build import DatasetsConfig
 from pipelines.study import StudyConfig
 from policy.device import DeviceChoice, DtypeChoice
 from policy.evaluate import EvalPolicyConfig
-from policy.goals.suite import SteerStageConfig
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
 from pipelines.publish import PublishConfig
+from pipelines.steer_suite import SteerStageConfig
 from policy.trl_baselines import TRLBaselineConfig, inherit_from_ppo
 from reward_model.train import RewardStageConfig
 

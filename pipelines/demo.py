@@ -9,6 +9,7 @@ import time
 
 from pipelines.config import ExperimentConfig
 from pipelines.stages import STAGES, run_root, run_stage
+import pipelines.stages.all  # noqa: F401  (registers every stage the demo runs)
 
 PIPELINE = ("scrape", "build-data", "pretrain", "sft", "train-reward", "ppo", "eval-policy", "steer", "report")
 

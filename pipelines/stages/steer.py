@@ -6,7 +6,7 @@ Reads  build-data/sft (posts), sft/model (the frozen policy), train-reward/model
        stage completed, eval-policy/policy_table.json (SFT, best-of-n, PPO, RLOO/GRPO rows).
 Writes steer/side_by_side.{json,md} (those rows + goal token, reward triggers), sensitivity.png,
        goal_policy/ (the goal-token copy of the policy), one JSON per table, metrics.json (`steer/...`).
-What each part does and how it is sized: `policy.goals.suite`.
+What each part does and how it is sized: `pipelines.steer_suite`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pipelines.rundir import StageDir
 from pipelines.stages import Context, register
 from pipelines.stages.rl import held_out
 from pipelines.stages.train import load_scorer
+from pipelines.steer_suite import run_steering_suite
 from policy.evaluate import ROW_KEYS, format_rows, reference_row, settings
-from policy.goals.suite import run_steering_suite
 from policy.models import load_causal_lm, load_tokenizer
 
 

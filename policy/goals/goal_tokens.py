@@ -8,11 +8,15 @@ scores are not comparable across subreddits of different sizes), cut into K buck
 per bucket (`<|goal_0|>` .. `<|goal_{K-1}|>`) goes right after `TL;DR:`, and the model learns
 `prompt + <|goal_b|> -> summary`. At inference the bucket is the knob: the question is whether reward and
 gold rise monotonically with it.
+
+    result = run(model, tok, prompts, completions, bucketize(scores, subreddits, 5), eval_prompts, reward_fn,
+                 GoalTokenConfig(n_buckets=5))      # a GoalTokenResult: losses, per-bucket reward, Spearman
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -170,3 +174,41 @@ def evaluate_buckets(
         reports.append(BucketReport(b, float(r.mean()), gold))
     rho = spearman([float(x.bucket) for x in reports], [x.reward for x in reports])
     return reports, rho
+
+
+@dataclass
+class GoalTokenResult:
+    """What goal-token conditioning did: the tokens added, the SFT's step losses and seconds, and each bucket's
+    mean reward (and gold) on the evaluation prompts with their rank correlation to the bucket."""
+
+    token_ids: list[int]
+    losses: list[float]
+    seconds: float  # of the goal-conditioned SFT
+    buckets: list[BucketReport]
+    spearman_reward: float
+    spearman_gold: float | None
+
+
+def run(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    completions: list[str],
+    buckets: list[int],
+    eval_prompts: list[str],
+    reward_fn: RewardFn,
+    config: GoalTokenConfig | None = None,
+    gold_fn=None,
+    eval_post_texts: list[str] | None = None,
+    log: LogFn | None = None,
+) -> GoalTokenResult:
+    """Add the bucket tokens to `model` and `tokenizer` (in place: pass copies to keep the originals), SFT on
+    the tagged rows (`buckets` from `bucketize`), then sample every bucket on `eval_prompts`."""
+    cfg = config or GoalTokenConfig()
+    token_ids = add_goal_tokens(model, tokenizer, cfg.n_buckets)
+    started = time.perf_counter()
+    losses = train_goal_sft(model, tokenizer, prompts, completions, buckets, cfg, log)
+    seconds = time.perf_counter() - started
+    reports, rho = evaluate_buckets(model, tokenizer, eval_prompts, reward_fn, cfg, gold_fn, eval_post_texts)
+    rho_gold = spearman([float(r.bucket) for r in reports], [r.gold for r in reports]) if gold_fn is not None else None
+    return GoalTokenResult(token_ids, losses, seconds, reports, rho, rho_gold)

@@ -1,6 +1,9 @@
-"""The steering suite: every goal-conditioning method of `policy.goals` on one SFT policy, in one call.
+"""The steer stage's runner: every goal-conditioning method of `policy.goals` on one SFT policy, in one call.
 
     python -m pipelines steer --config configs/demo.yaml      # pipelines/stages/steer.py wires this
+
+The methods themselves (each `Config` in, `Result` out) and the side-by-side evaluation of a method
+(`policy.goals.side_by_side`) are library code; this module sizes, orders and records them.
 
 Parts (each switchable and sized in `SteerStageConfig`):
   1. target   GCG "magic word" steering: k <= 10 tokens make a top-75 next token the argmax, per case
@@ -12,9 +15,10 @@ Parts (each switchable and sized in `SteerStageConfig`):
               reward/gold per bucket (Spearman), the top bucket as a side-by-side row.
   6. reward   reward triggers (discrete and soft) that raise the reward model's score of the frozen policy.
   7. weights  the SFT policy's fingerprint is checked after every input-only method (bit-identical).
-The side-by-side rows are measured the same way for every method here: the same held-out posts, the same
-sampler (prompt embeddings in, `response_length` tokens out at `temperature`), reward and gold against the
-post's reference TL;DR, and KL(method || SFT on the plain prompt) estimated on the method's own samples.
+The side-by-side rows are measured the same way for every method (`policy.goals.side_by_side`): the same
+held-out posts, the same sampler (prompt embeddings in, `response_length` tokens out at `temperature`), reward
+and gold against the post's reference TL;DR, and KL(method || SFT on the plain prompt) estimated on the
+method's own samples.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -47,13 +51,17 @@ from policy.goals.common import (
     not_allowed_token_ids,
     split_prompt,
     trigger_perplexity,
-    weights_fingerprint,
+)
+from policy.goals.side_by_side import (
+    SideBySideEvalSection,
+    WeightsGuard,
+    Writer,
+    evaluate_writer,
+    ids_embeds,
+    trigger_embeds,
 )
 from policy.device import place
-from policy.evaluate import HeldOut, Responses, kl_estimate, make_row, score_responses, slug
-from policy.sampling import forward_logprobs
-
-GoldFn = Callable[[str, str], float]
+from policy.evaluate import GoldFn, HeldOut, slug
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -158,20 +166,6 @@ class RewardTriggerSection(BaseModel):
     )
 
 
-class SideBySideEvalSection(BaseModel):
-    """How this stage's side-by-side rows are sampled; None = the eval-policy stage's setting, so the rows compare.
-
-    The prompts are eval-policy's held-out prompts (`eval_policy.split`, `max_prompts`, `seed`).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    samples_per_post: int | None = Field(None, ge=1, description="Summaries per post; None = eval_policy.samples_per_prompt.")
-    response_length: int | None = Field(None, ge=1, description="Tokens sampled per summary; None = eval-policy's.")
-    temperature: float | None = Field(None, gt=0, description="Sampling (and KL) temperature; None = eval-policy's.")
-    n_shown: int = Field(3, ge=0, description="Posts whose summaries (every method) go to the samples table.")
-
-
 class SteerStageConfig(BaseModel):
     """The `steer` stage: sizes of every part, chosen so the demo finishes in minutes on a 2-core CPU."""
 
@@ -263,103 +257,7 @@ def _split(rows: DatasetDict, name: str, field_name: str) -> Dataset:
     return rows[name]
 
 
-class WeightsGuard:
-    """The SFT policy's fingerprint, taken once and checked after every input-only method."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-        self.before = weights_fingerprint(model)
-        self.checked: list[str] = []
-
-    def check(self, method: str) -> bool:
-        after = weights_fingerprint(self.model)
-        if after != self.before:
-            raise RuntimeError(f"steering method {method!r} changed the SFT policy's weights (fingerprint differs)")
-        self.checked.append(method)
-        return False  # weights_changed
-
-
 # ----------------------------------------------------------------------------------------- side-by-side evaluation
-@dataclass
-class _Writer:
-    """How one method writes a summary: the model that samples and each post's prompt embeddings (L, d)."""
-
-    method: str
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    prompt_embeds: Callable[[int], torch.Tensor]  # post index -> (L, d)
-    weights_changed: bool
-    compute: str
-    seconds: float
-
-
-def _ids_embeds(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> Callable[[int], torch.Tensor]:
-    emb = model.get_input_embeddings()
-    return lambda i: emb(encode(tokenizer, prompts[i]).to(model.device))
-
-
-def _trigger_embeds(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                    trig_emb: torch.Tensor, position: str) -> Callable[[int], torch.Tensor]:
-    """Embeddings of before + trigger + after, exactly as the reward-trigger search saw them."""
-    posts = reward_trigger.PostParts(tokenizer, prompts, position, model.device)
-    trig = trig_emb.to(model.device)
-    return lambda i: reward_trigger.pre_embeds(model, posts.before[i], trig, posts.after[i])
-
-
-@torch.no_grad()
-def evaluate_writer(
-    writer: _Writer,
-    reference: PreTrainedModel,
-    ref_tokenizer: PreTrainedTokenizerBase,
-    held: HeldOut,
-    reward_fn: RewardFn,
-    cfg: SideBySideEvalSection,
-    gold_fn: GoldFn | None = None,
-    seed: int = 0,
-) -> tuple[dict, Responses]:
-    """One side-by-side row (`policy.evaluate.make_row`) from `samples_per_post` summaries per held-out post.
-
-    KL per sample = log pi_method(y | its prompt) - log pi_SFT(y | plain prompt), both at the eval temperature
-    and summed over response tokens (EOS included, as eval-policy counts them); the mean estimates
-    KL(method || SFT). Samples with ids the SFT tokenizer lacks (a goal token sampled) are left out of the KL only.
-    """
-    if cfg.samples_per_post is None or cfg.response_length is None or cfg.temperature is None:
-        raise ValueError("steer.eval needs samples_per_post, response_length and temperature (the stage fills them "
-                         "from eval_policy / ppo when left None)")
-    started = time.perf_counter()
-    tok, n = writer.tokenizer, cfg.samples_per_post
-    scfg = RewardTriggerConfig(response_length=cfg.response_length, temperature=cfg.temperature)
-    gen = torch.Generator().manual_seed(seed)
-    vocab = reference.get_input_embeddings().num_embeddings
-    texts: list[str] = []
-    lengths, has_eos, logprob, ref_logprob = [], [], [], []
-    with frozen(writer.model), frozen(reference):
-        for i, prompt in enumerate(tqdm(held.prompts, desc=f"eval {writer.method}", leave=False)):
-            pre = writer.prompt_embeds(i)  # (L, d)
-            # 1. n summaries of this post from the writer's prompt: (n, R), truncated after the first EOS
-            ids, mask = reward_trigger.sample_from_embeds(writer.model, pre, n, scfg, tok, gen)
-            texts += tok.batch_decode(ids, skip_special_tokens=True)
-            lengths.append(mask.sum(1).float())
-            has_eos.append((ids == tok.eos_token_id).any(1))
-            # 2. log-probs under the writer (its prompt) and under the SFT policy (the plain prompt): (n,)
-            logprob.append(reward_trigger.response_logprob(writer.model, pre, ids, mask, cfg.temperature))
-            ref = torch.full((n,), float("nan"))
-            ok = (ids < vocab).all(1)
-            if ok.any():
-                q = encode(ref_tokenizer, prompt).to(ids.device)[None].expand(int(ok.sum()), -1)
-                ref[ok] = forward_logprobs(reference, q, torch.ones_like(q), ids[ok], mask[ok], cfg.temperature).sum(-1).cpu()
-            ref_logprob.append(ref)
-    cat = lambda xs: torch.cat([x.detach().cpu() for x in xs]).double().numpy()  # noqa: E731
-    res = Responses(texts, cat(lengths), cat(has_eos).astype(bool), cat(logprob), cat(ref_logprob), 0.0, n)
-    # 3. reward (the judge reads the plain prompt), gold and ROUGE-L, each against the reference TL;DR
-    score_responses(res, held, [i for i in range(len(held)) for _ in range(n)], reward_fn, gold_fn)
-    res.seconds = time.perf_counter() - started
-    ok = ~np.isnan(res.ref_logprob)
-    kl = kl_estimate(res.logprob[ok], res.ref_logprob[ok]) if ok.any() else float("nan")
-    row = make_row(writer.method, res, held, kl, writer.weights_changed, writer.compute, writer.seconds + res.seconds)
-    return row, res
-
-
 # ----------------------------------------------------------------------------------------- parts
 def _target_steering(model, tok, posts: _Posts, cfg: TargetSteeringSection, seed: int, log: LogFn | None):
     """Part 1: cases run one by one (each its own seed) until n_cases or the time budget is reached."""
@@ -495,26 +393,22 @@ def _goal(model, tok, train: Dataset, heldout: _Posts, cfg: GoalSection, reward_
     g = cfg.goal
     gmodel, gtok = copy.deepcopy(model), copy.deepcopy(tok)  # the SFT policy itself is never trained
     place(gmodel, model.device, torch.float32)  # the copy trains: float32 weights even when the frozen policy is bf16
-    goal_token_ids = goal_tokens.add_goal_tokens(gmodel, gtok, g.n_buckets)
-    # 1. buckets over the whole train split (percentiles need every row of a subreddit)
+    # 1. buckets over the whole train split (percentiles need every row of a subreddit); a seeded subset trains
     buckets = goal_tokens.bucketize([float(s) for s in train["score"]], list(train["subreddit"]), g.n_buckets)
     idx = list(range(len(train)))
     random.Random(seed).shuffle(idx)
     idx = idx[: cfg.n_train_rows or len(idx)]
     sub = train.select(idx)
-    # 2. short goal-conditioned SFT
-    t0 = time.perf_counter()
-    losses = goal_tokens.train_goal_sft(gmodel, gtok, list(sub["prompt"]), list(sub["completion"]),
-                                        [buckets[i] for i in idx], g.model_copy(update={"show_progress": True}), log)
-    seconds = time.perf_counter() - t0
+    # 2. goal tokens, a short goal-conditioned SFT, and reward and gold of each bucket on held-out posts
+    posts = heldout.head(cfg.n_eval_posts)
+    res = goal_tokens.run(gmodel, gtok, list(sub["prompt"]), list(sub["completion"]), [buckets[i] for i in idx],
+                          posts.prompt, reward_fn, g.model_copy(update={"show_progress": True}), gold_fn,
+                          posts.post_text, log)
     gmodel.save_pretrained(str(out_dir / "goal_policy"))
     gtok.save_pretrained(str(out_dir / "goal_policy"))
-    # 3. reward and gold of each bucket on held-out posts
-    posts = heldout.head(cfg.n_eval_posts)
-    reports, rho = goal_tokens.evaluate_buckets(gmodel, gtok, posts.prompt, reward_fn, g, gold_fn, posts.post_text)
+    reports, losses = res.buckets, res.losses
     rewards = [r.reward for r in reports]
     golds = [r.gold for r in reports]
-    rho_gold = goal_tokens.spearman([float(r.bucket) for r in reports], golds) if gold_fn is not None else None
     counts = np.bincount(buckets, minlength=g.n_buckets).tolist()
     table = [{"bucket": r.bucket, "token": goal_tokens.goal_token(r.bucket), "train_rows": counts[r.bucket],
               "reward": r.reward, "gold": r.gold} for r in reports]
@@ -524,19 +418,19 @@ def _goal(model, tok, train: Dataset, heldout: _Posts, cfg: GoalSection, reward_
         "steer/goal/sft_steps": len(losses),
         "steer/goal/sft_loss_first": losses[0] if losses else None,
         "steer/goal/sft_loss_last": losses[-1] if losses else None,
-        "steer/goal/seconds": seconds,
-        "steer/goal/spearman_reward": rho,
-        "steer/goal/spearman_gold": rho_gold,
+        "steer/goal/seconds": res.seconds,
+        "steer/goal/spearman_reward": res.spearman_reward,
+        "steer/goal/spearman_gold": res.spearman_gold,
         "steer/goal/monotonic_reward": int(all(b >= a for a, b in zip(rewards, rewards[1:]))),
         "steer/goal/monotonic_gold": int(all(b >= a for a, b in zip(golds, golds[1:]))) if gold_fn else None,
         "steer/goal/top_minus_bottom_reward": rewards[-1] - rewards[0],
-        "steer/goal/token_ids": str(goal_token_ids),
+        "steer/goal/token_ids": str(res.token_ids),
     }
-    return metrics, table, gmodel, gtok, seconds, len(idx)
+    return metrics, table, gmodel, gtok, res.seconds, len(idx)
 
 
 def _reward_triggers(model, tok, train: _Posts, heldout: _Posts, cfg: RewardTriggerSection, reward_fn, gold_fn,
-                     guard: WeightsGuard, logs: _StepLog, eval_prompts: list[str]) -> tuple[dict, list[_Writer]]:
+                     guard: WeightsGuard, logs: _StepLog, eval_prompts: list[str]) -> tuple[dict, list[Writer]]:
     """Part 6: each mode's trigger, the library's held-out report, and a writer for the side-by-side row."""
     metrics, writers = {}, []
     t = cfg.trigger
@@ -565,8 +459,8 @@ def _reward_triggers(model, tok, train: _Posts, heldout: _Posts, cfg: RewardTrig
         else:
             trig_emb = res.soft_embeds
             name = "soft reward prompt"
-        writers.append(_Writer(
-            name, model, tok, _trigger_embeds(model, tok, eval_prompts, trig_emb, t.position), changed,
+        writers.append(Writer(
+            name, model, tok, trigger_embeds(model, tok, eval_prompts, trig_emb, t.position), changed,
             f"{t.steps} steps, ~{n_samples} policy samples ({t.n_tokens} {'tokens' if mode == 'discrete' else 'vectors'})",
             res.seconds,
         ))
@@ -633,7 +527,7 @@ def run_steering_suite(
         result.tables["steer/sensitivity_top_tokens"] = top
 
     # the side-by-side writers; the first is the SFT policy itself through the same sampler (KL ~ 0)
-    writers = [_Writer("SFT (steer sampler)", model, tokenizer, _ids_embeds(model, tokenizer, held.prompts), False,
+    writers = [Writer("SFT (steer sampler)", model, tokenizer, ids_embeds(model, tokenizer, held.prompts), False,
                        "sampling only", 0.0)]
     # 5. goal tokens (a trained copy)
     if cfg.goal.enabled:
@@ -643,9 +537,9 @@ def run_steering_suite(
         guard.check("goal tokens (trains a copy)")
         result.tables["steer/goal_buckets"] = table
         top = cfg.goal.goal.n_buckets - 1
-        writers.append(_Writer(
+        writers.append(Writer(
             "goal token (top bucket)", gmodel, gtok,
-            _ids_embeds(gmodel, gtok, [goal_tokens.goal_prompt(p, top) for p in held.prompts]), True,
+            ids_embeds(gmodel, gtok, [goal_tokens.goal_prompt(p, top) for p in held.prompts]), True,
             f"goal SFT: {n_rows} rows x {cfg.goal.goal.epochs} epoch(s), {m['steer/goal/sft_steps']} steps", seconds,
         ))
     # 6. reward triggers
