@@ -15,7 +15,8 @@ import pytest
 from data.shards import load_records, shard_paths
 from data.sim.server import FaultConfig, ServerConfig, SimRedditServer
 from data.sim.world import SimWorld, WorldConfig
-from data.sources.reddit_api import STATE_FILE, MissingCredentials, ScrapeConfig, refresh, scrape
+from data.sources.reddit_api import STATE_FILE, ScrapeConfig, refresh, scrape
+from data.sources.reddit_client import MissingCredentials
 from data.sources.retry import RetriesExhausted
 
 SECRET = "s3cr3t-do-not-log-7f2a"

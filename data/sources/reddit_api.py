@@ -31,12 +31,11 @@ the window and sleeps until the reset when none is left). Failures: see `data.so
 and appends new snapshots, since an upvote count is a reading at a time, not a fact.
 
 Credentials come only from the environment (REDDIT_CLIENT_ID, REDDIT_CLIENT_SECRET, REDDIT_USER_AGENT) or a
-praw.ini site; they are never stored in the config, the state or the logs.
+praw.ini site (`data.sources.reddit_client`); they are never stored in the config, the state or the logs.
 """
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import json
 import logging
@@ -50,7 +49,6 @@ from typing import Any, Callable, Literal
 
 import praw
 import requests
-from praw.exceptions import MissingRequiredAttributeException
 from praw.models import MoreComments
 from prawcore.exceptions import PrawcoreException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -58,6 +56,7 @@ from tqdm.auto import tqdm
 
 from data.records import DeletedContent, MalformedRecord, comment_from_json, post_from_json
 from data.shards import ShardWriter, load_records
+from data.sources.reddit_client import RequestCounter, as_json, make_reddit, reauth
 from data.sources.retry import RetryConfig, final_answer, with_retries
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,6 @@ STATE_FILE = "scrape_state.json"
 DEFAULT_SUBREDDITS = ["relationships", "AskReddit", "relationship_advice", "tifu", "personalfinance"]
 LISTING_CAP = 1000  # Reddit serves at most ~1000 items of any listing
 INFO_BATCH = 100  # fullnames per /api/info request (Reddit's maximum)
-ENV_ID, ENV_SECRET, ENV_AGENT = "REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "REDDIT_USER_AGENT"
-# praw 8 reads no environment variable for its URLs (`praw_oauth_url` is ignored), so we read these.
-ENV_OAUTH_URL, ENV_REDDIT_URL = "REDDIT_OAUTH_URL", "REDDIT_URL"
-
-
-class MissingCredentials(RuntimeError):
-    """No Reddit API credentials in the environment or praw.ini."""
 
 
 class ScrapeConfig(BaseModel):
@@ -179,83 +171,6 @@ class ScrapeStats:
         return asdict(self) | {"items_per_request": self.items_per_request}
 
 
-# ---------------------------------------------------------------------------------------------- client
-
-
-class _RequestCounter:
-    """A `requests` response hook: counts every HTTP exchange (token calls and retries included)."""
-
-    def __init__(self) -> None:
-        self.statuses: Counter[str] = Counter()
-
-    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.statuses[str(response.status_code)] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.statuses.values())
-
-
-def make_reddit(cfg: ScrapeConfig, session: requests.Session | None = None) -> praw.Reddit:
-    """A read-only praw client from environment credentials (or `cfg.praw_site`), pointed at `cfg`'s URLs."""
-    urls: dict[str, str] = {}
-    oauth_url = cfg.oauth_url or os.environ.get(ENV_OAUTH_URL)
-    reddit_url = cfg.reddit_url or os.environ.get(ENV_REDDIT_URL)
-    if oauth_url:
-        urls["oauth_url"] = oauth_url.rstrip("/")
-    if reddit_url:
-        urls["reddit_url"] = urls["short_url"] = reddit_url.rstrip("/")
-    if urls:
-        log.info("Reddit API at %s (tokens at %s)", urls.get("oauth_url", "https://oauth.reddit.com"),
-                 urls.get("reddit_url", "https://www.reddit.com"))
-    common = dict(
-        check_for_updates=False,  # else praw asks the package index at start
-        check_for_async=False,
-        timeout=int(max(1, round(cfg.request_timeout_s))),
-        window_size=cfg.ratelimit_window_s,
-        requestor_kwargs={"session": session} if session is not None else None,
-        **urls,
-    )
-    help_text = (
-        f"set {ENV_ID} and {ENV_SECRET} (a 'script' app from https://www.reddit.com/prefs/apps) and "
-        f"{ENV_AGENT}, or name a praw.ini site in scrape.praw_site; or run `make scrape SOURCE=sim` to scrape "
-        "the simulated Reddit, which needs no account"
-    )
-    user_agent = os.environ.get(ENV_AGENT) or cfg.user_agent or "python:upvote-rlhf:0.1 (research scraper)"
-    if cfg.praw_site is not None:
-        try:
-            return praw.Reddit(cfg.praw_site, user_agent=user_agent, **common)
-        except (MissingRequiredAttributeException, configparser.Error, KeyError, ValueError) as err:
-            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise MissingCredentials(
-                f"praw.ini site {cfg.praw_site!r} is missing or incomplete ({first_line}); {help_text}"
-            ) from None
-    client_id, secret = os.environ.get(ENV_ID), os.environ.get(ENV_SECRET)
-    missing = [name for name, value in ((ENV_ID, client_id), (ENV_SECRET, secret)) if not value]
-    if missing:
-        raise MissingCredentials(f"no Reddit API credentials: {', '.join(missing)} not set; {help_text}")
-    return praw.Reddit(client_id=client_id, client_secret=secret, user_agent=user_agent, **common)
-
-
-def _reauth(reddit: praw.Reddit) -> Callable[[], None]:
-    """Forget the access token, so the next request fetches a new one (after a revoked/expired token)."""
-
-    def run() -> None:
-        # prawcore's authorizer refreshes lazily when `access_token` is None (`is_valid()` is False).
-        reddit._core.authorizer.access_token = None  # praw exposes the session only as `_core`
-
-    return run
-
-
-def _as_json(thing: Any) -> dict:
-    """A praw Submission/Comment back to Reddit's JSON `data` (praw turns author/subreddit into objects)."""
-    data = {k: v for k, v in vars(thing).items() if not k.startswith("_")}
-    for key in ("author", "subreddit"):
-        if key in data:
-            data[key] = None if data[key] is None else str(data[key])
-    return data
-
-
 # ---------------------------------------------------------------------------------------------- state
 
 
@@ -316,7 +231,7 @@ class _Run:
     def __init__(self, cfg: ScrapeConfig, out: Path, state: dict | None = None) -> None:
         self.cfg = cfg
         self.out = out
-        self.counter = _RequestCounter()
+        self.counter = RequestCounter()
         session = requests.Session()
         session.hooks["response"].append(self.counter)
         self.reddit = make_reddit(cfg, session)
@@ -332,7 +247,7 @@ class _Run:
         self.t0 = time.perf_counter()
 
     def call(self, fn: Callable[[], Any], what: str) -> Any:
-        return with_retries(fn, what=what, cfg=self.cfg.retry, counts=self.retries, reauth=_reauth(self.reddit))
+        return with_retries(fn, what=what, cfg=self.cfg.retry, counts=self.retries, reauth=reauth(self.reddit))
 
     def flush(self) -> None:
         self.posts.flush()
@@ -382,7 +297,7 @@ class _Run:
     def post_row(self, submission: Any, retrieved: float, tally: _Tally, deleted: str = "deleted_post") -> dict | None:
         """The post's row, or None (counted in `tally` as `deleted`, or `malformed_post`)."""
         try:
-            return post_from_json(_as_json(submission), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw")
+            return post_from_json(as_json(submission), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw")
         except DeletedContent:
             tally.dropped[deleted] += 1
         except (MalformedRecord, ValueError, TypeError):
@@ -392,7 +307,7 @@ class _Run:
     def comment_row(self, comment: Any, retrieved: float, tally: _Tally, depth: int | None = None) -> dict | None:
         try:
             return comment_from_json(
-                _as_json(comment), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw", depth=depth
+                as_json(comment), retrieved_utc=retrieved, salt=self.cfg.salt, source="praw", depth=depth
             )
         except DeletedContent:
             tally.dropped["deleted_comment"] += 1

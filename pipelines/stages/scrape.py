@@ -21,7 +21,8 @@ from data.empty_output import EmptyOutput
 from data.shards import shard_paths
 from data.sim.server import SimRedditServer
 from data.sources.dumps import ingest_dumps
-from data.sources.reddit_api import ENV_AGENT, ENV_ID, ENV_SECRET, MissingCredentials, refresh, scrape
+from data.sources.reddit_api import refresh, scrape
+from data.sources.reddit_client import ENV_AGENT, ENV_ID, ENV_SECRET, MissingCredentials
 from pipelines.stages import Context, register, sim_world
 
 SIM_CLIENT_ID = "sim-client"
