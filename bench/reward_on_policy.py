@@ -28,7 +28,7 @@ from data.sim.gold import gold_score
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import git_commit, load_finished_sim_run
 from pipelines.stages.rl import load_held_out, on_policy_reward_check
-from policy.evaluate import HeldOut, Responses, best_of_n_weights, paired_gain, sample_responses, score_responses, settings
+from policy.evaluate import HeldOut, Responses, best_of_n_weights, paired_gain, sample_responses, score_responses
 from policy.models import load_causal_lm, load_tokenizer
 from reward_model.scoring import RewardScorer
 
@@ -37,7 +37,7 @@ FEATURES = ("n_summary_facts", "n_hallucinated", "precision", "coverage")
 
 def sft_pool(run: Path, cfg: ExperimentConfig, held: HeldOut, scorer: RewardScorer, samples: int) -> Responses:
     """`samples` SFT responses per held-out prompt, sampled once per run and settings (cached as JSON)."""
-    ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
+    ecfg = cfg.eval_policy
     cache = run / "eval-policy" / f"sft_pool_n{len(held)}_s{samples}_seed{ecfg.seed}.json"
     if cache.is_file():  # only the texts are kept: every reward model (and gold) scores them afresh below
         texts = json.loads(cache.read_text())["texts"]

@@ -18,7 +18,7 @@ from data.sources.reddit_api import ScrapeConfig
 from pipelines.build import DatasetsConfig
 from pipelines.study import StudyConfig
 from policy.device import DeviceChoice, DtypeChoice
-from policy.evaluate import EvalPolicyConfig
+from policy.evaluate import EvalPolicyConfig, settings
 from policy.models import ModelSpec, TokenizerSpec
 from policy.ppo import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
@@ -26,6 +26,10 @@ from pipelines.publish import PublishConfig
 from pipelines.steer_suite import SteerStageConfig
 from policy.trl_baselines import TRLBaselineConfig, inherit_from_ppo
 from reward_model.train import RewardStageConfig
+
+
+# Sections whose `seed` is run.seed unless set in the config (resolved once, on loading).
+SEEDED_SECTIONS = ("policy", "sft", "reward", "ppo", "eval_policy", "steer")
 
 
 class WandbConfig(BaseModel):
@@ -48,7 +52,11 @@ class RunConfig(BaseModel):
 
     name: str = Field("demo", description="Run directory name: outputs go to <root>/<name>/<stage>/.")
     root: str = Field("runs", description="Parent folder of run directories.")
-    seed: int = Field(0, description="Global seed (python, numpy, torch) set at the start of every stage.")
+    seed: int = Field(
+        0, description="Global seed (python, numpy, torch) set at the start of every stage, and the seed of every "
+        f"section that trains or samples ({', '.join(SEEDED_SECTIONS)}, and through ppo rl.baselines) unless that "
+        "section sets its own. The data (world, data) keeps its own seeds: seeds compare models on one dataset.",
+    )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = torch's default.")
     device: DeviceChoice = Field(
         "auto", description="Where every model of every stage lives: auto (CUDA when torch sees a GPU, else the "
@@ -159,9 +167,36 @@ class ExperimentConfig(BaseModel):
         return self._notes
 
     @model_validator(mode="after")
-    def _baselines_share_ppo_settings(self) -> "ExperimentConfig":
-        """Resolved once, here: the saved config.yaml shows what the baselines ran with."""
-        self.rl.baselines = [inherit_from_ppo(b, self.ppo) for b in self.rl.baselines]
+    def _resolve_once(self) -> "ExperimentConfig":
+        """Every setting whose value is another setting's (a seed left to run.seed, a None that names another
+        field) filled in once, here: the saved config.yaml shows the values the stages ran with, a resume compares
+        those, and the stages read plain values. Runs before every other check below."""
+        # 1. seeds: a section that sets none follows run.seed (pydantic records which fields the config set)
+        for name in SEEDED_SECTIONS:
+            section = getattr(self, name)
+            if "seed" not in section.model_fields_set:
+                setattr(self, name, section.model_copy(update={"seed": self.run.seed}))
+        # 2. learning rates of warm-up phases and of the critic: None = their section's learning rate
+        if self.pretrain.learning_rate is None:
+            self.pretrain = self.pretrain.model_copy(update={"learning_rate": self.sft.learning_rate})
+        short = self.reward.short_context
+        if short.learning_rate is None:
+            short = short.model_copy(update={"learning_rate": self.reward.learning_rate})
+            self.reward = self.reward.model_copy(update={"short_context": short})
+        if self.ppo.value_learning_rate is None:
+            self.ppo = self.ppo.model_copy(update={"value_learning_rate": self.ppo.learning_rate})
+        # 3. eval-policy samples like PPO (comparable KLs); the steer stage's side-by-side rows like eval-policy
+        self.eval_policy = settings(self.eval_policy, self.ppo.temperature, self.ppo.response_length,
+                                    self.ppo.max_prompt_length)
+        ev, ecfg = self.steer.eval, self.eval_policy
+        ev = ev.model_copy(update={
+            "samples_per_post": ev.samples_per_post if ev.samples_per_post is not None else ecfg.samples_per_prompt,
+            "response_length": ev.response_length if ev.response_length is not None else ecfg.response_length,
+            "temperature": ev.temperature if ev.temperature is not None else ecfg.temperature,
+        })
+        self.steer = self.steer.model_copy(update={"eval": ev})
+        # 4. the RL baselines share PPO's budget, KL coefficient, sampling, lengths, seed and precision
+        self.rl = self.rl.model_copy(update={"baselines": [inherit_from_ppo(b, self.ppo) for b in self.rl.baselines]})
         return self
 
     @model_validator(mode="after")

@@ -173,7 +173,9 @@ class SteerStageConfig(BaseModel):
 
     train_split: str = Field("train", description="Split whose posts triggers and goal tokens are trained on.")
     heldout_split: str = Field("test", description="Split of the held-out posts every method is judged on.")
-    seed: int = Field(0, description="Seed of post selection, targets and sampling.")
+    seed: int = Field(
+        0, description="Seed of post selection, targets and sampling; unset in an experiment config = run.seed."
+    )
     target: TargetSteeringSection = Field(default_factory=TargetSteeringSection)
     universal: UniversalSection = Field(default_factory=UniversalSection)
     soft: SoftSection = Field(default_factory=SoftSection)

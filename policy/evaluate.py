@@ -76,7 +76,8 @@ class EvalPolicyConfig(BaseModel):
         True, description="Evaluate every saved PPO snapshot (over-optimization curve); False: only the final policy."
     )
     n_table_samples: int = Field(4, ge=0, description="Prompts whose responses (every method) go to the samples table.")
-    seed: int = Field(0, description="Seed of the prompt choice and of sampling.")
+    seed: int = Field(0, description="Seed of the prompt choice and of sampling; unset in an experiment config = "
+                      "run.seed.")
 
     @field_validator("best_of_n")
     @classmethod

@@ -62,7 +62,7 @@ class ModelSpec(BaseModel):
     n_head: int = Field(4, ge=1, description="Attention heads (must divide n_embd).")
     n_positions: int = Field(1024, ge=16, description="Context length.")
     dropout: float = Field(0.0, ge=0.0, le=1.0, description="Dropout (0 keeps RL exact).")
-    seed: int = Field(0, description="Seed of the random initialization.")
+    seed: int = Field(0, description="Seed of the random initialization; unset in an experiment config = run.seed.")
 
 
 def train_tokenizer(

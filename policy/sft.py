@@ -100,7 +100,7 @@ class SFTStageConfig(BaseModel):
     bf16: bool = Field(False, description="bfloat16 autocast (GPU); off on CPU, where it is slow and silent.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (GPU, big models).")
     resume: bool = Field(True, description="Resume from the newest checkpoint in the output's checkpoints/.")
-    seed: int = Field(0, description="Seed of shuffling and subsampling.")
+    seed: int = Field(0, description="Seed of shuffling and subsampling; unset in an experiment config = run.seed.")
 
 
 class PretrainConfig(BaseModel):

@@ -144,7 +144,9 @@ class RewardStageConfig(BaseModel):
         default_factory=ShortContextWarmup,
         description="Grounding negatives on title-only prompts before the vote pairs (reward_model.train, step 3).",
     )
-    seed: int = Field(0, description="Seed of head init, shuffling and subsampling.")
+    seed: int = Field(
+        0, description="Seed of head init, shuffling and subsampling; unset in an experiment config = run.seed."
+    )
 
 
 @dataclass

@@ -130,3 +130,33 @@ def test_force_may_follow_the_overrides(tmp_path, capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
     code = main(["pretrain", "--config", "configs/tiny.yaml", "run.seed=1", "--force", "reward.max_length=10"])
     assert code == 2 and "command line 'reward.max_length=10'" in capsys.readouterr().err
+
+
+def test_run_seed_reaches_every_training_section_unless_one_sets_its_own(tmp_path):
+    path = write(tmp_path, "seeded.yaml", "run:\n  seed: 1\nsft:\n  seed: 7\nrl:\n  baselines:\n    - {algo: rloo}\n")
+    cfg = configio.load(ExperimentConfig, path)
+    assert (cfg.policy.seed, cfg.reward.seed, cfg.ppo.seed, cfg.eval_policy.seed, cfg.steer.seed) == (1, 1, 1, 1, 1)
+    assert cfg.rl.baselines[0].seed == 1  # through ppo
+    assert cfg.sft.seed == 7  # set in the file: it wins
+    cfg = configio.load(ExperimentConfig, path, ["ppo.seed=5", "run.seed=2"])
+    assert (cfg.ppo.seed, cfg.rl.baselines[0].seed, cfg.reward.seed, cfg.sft.seed) == (5, 5, 2, 7)
+    assert cfg.world.seed == 0 and cfg.data.pairs.seed == 0  # the data keeps its own seeds
+    # the saved form (config.yaml) holds the resolved values: loading it again changes nothing
+    again = ExperimentConfig.model_validate(cfg.model_dump(mode="json"))
+    assert again.model_dump() == cfg.model_dump()
+
+
+def test_fallbacks_are_filled_once_on_loading(tmp_path):
+    path = write(tmp_path, "f.yaml", "ppo:\n  temperature: 0.9\n  response_length: 40\n  learning_rate: 2.0e-5\n"
+                                     "eval_policy:\n  samples_per_prompt: 3\nsteer:\n  eval: {response_length: 30}\n")
+    cfg = configio.load(ExperimentConfig, path)
+    ev = cfg.eval_policy
+    assert (ev.temperature, ev.response_length, ev.max_prompt_length) == (0.9, 40, cfg.ppo.max_prompt_length)
+    assert (cfg.steer.eval.temperature, cfg.steer.eval.samples_per_post, cfg.steer.eval.response_length) == (0.9, 3, 30)
+    assert cfg.ppo.value_learning_rate == 2.0e-5
+    assert cfg.pretrain.learning_rate == cfg.sft.learning_rate
+    assert cfg.reward.short_context.learning_rate == cfg.reward.learning_rate
+    saved = cfg.model_dump(mode="json")
+    for section, key in (("eval_policy", "temperature"), ("eval_policy", "response_length"), ("ppo", "value_learning_rate"),
+                         ("pretrain", "learning_rate"), ("steer", "eval")):
+        assert saved[section][key] is not None, (section, key)

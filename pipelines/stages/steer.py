@@ -22,7 +22,7 @@ from pipelines.stages import Context, register
 from pipelines.stages.rl import held_out
 from pipelines.stages.train import load_scorer
 from pipelines.steer_suite import run_steering_suite
-from policy.evaluate import ROW_KEYS, format_rows, reference_row, settings
+from policy.evaluate import ROW_KEYS, format_rows, reference_row
 from policy.models import load_causal_lm, load_tokenizer
 
 
@@ -59,15 +59,12 @@ def steer_stage(ctx: Context) -> dict:
     ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", policy_dir, use=True)
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", reward_dir, use=True)
 
-    # the side-by-side rows are sampled like eval-policy's (its prompts, temperature, length), so they compare
-    ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
+    # the side-by-side rows are sampled like eval-policy's (its prompts; steer.eval's temperature and length are
+    # eval-policy's unless set, resolved in pipelines.config), so they compare
     ev = cfg.steer.eval
-    ev = ev.model_copy(update={"samples_per_post": ev.samples_per_post or ecfg.samples_per_prompt,
-                               "response_length": ev.response_length or ecfg.response_length,
-                               "temperature": ev.temperature or ecfg.temperature})
     held = held_out(ctx, scorer)
     result = run_steering_suite(
-        model, tokenizer, rows, scorer, held, cfg.steer.model_copy(update={"eval": ev}), out_dir=ctx.out,
+        model, tokenizer, rows, scorer, held, cfg.steer, out_dir=ctx.out,
         gold_fn=gold_score if cfg.scrape.source == "sim" else None, log=ctx.tracker.log,
     )
 
