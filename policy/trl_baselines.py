@@ -68,8 +68,10 @@ class TRLBaselineConfig(BaseModel):
     missing_eos_penalty: float | None = Field(
         -1.0, description="Score of a completion that hit max_completion_length without EOS (as in our PPO)."
     )
-    bf16: bool | None = Field(None, description="bf16 mixed precision (TRL's default True autocasts silently on CPU); "
-                              "None = ppo.bf16.")
+    bf16: bool | None = Field(
+        None, description="bf16 mixed precision (TRL's own default True autocasts silently on CPU); None = ppo.bf16, "
+        "and when that is unset too, the launch's own setting (accelerate config / ACCELERATE_MIXED_PRECISION).",
+    )
     gradient_checkpointing: bool = Field(False, description="Activation checkpointing (TRL defaults it to True).")
     logging_steps: int = Field(1, ge=1, description="Log every N optimizer steps.")
     save_steps: int = Field(500, ge=1, description="Checkpoint every N optimizer steps.")
@@ -177,7 +179,7 @@ def build_trl_trainer(
         policy.save_pretrained(out_dir / "init_policy")
         tokenizer.save_pretrained(out_dir / "init_policy")
         policy = out_dir / "init_policy"
-    missing = [f for f in FROM_PPO if getattr(cfg, f) is None]
+    missing = [f for f in FROM_PPO if f != "bf16" and getattr(cfg, f) is None]  # bf16 None: the launch decides
     if missing:
         raise ValueError(f"rl.baselines[{cfg.algo}]: {missing} unset; pass the config through inherit_from_ppo")
     model = load_causal_lm(policy)  # loaded here so it can be placed before TRL moves it
@@ -195,7 +197,9 @@ def build_trl_trainer(
         max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature,
         beta=cfg.beta,
-        bf16=cfg.bf16,
+        # False (or None) leaves the launch's mixed precision in force: transformers reads ACCELERATE_MIXED_PRECISION
+        # unless bf16/fp16 is True; TRL itself would turn None into True.
+        bf16=bool(cfg.bf16),
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
