@@ -235,11 +235,15 @@ def _dump_order(path: Path) -> tuple[int, str]:
     return {"posts": 0, None: 1, "comments": 2}[file_kind(path)], path.name
 
 
+class DumpPathNotFound(FileNotFoundError):
+    """A configured dump path names no dump file (the message says which, as scrape.dumps.paths)."""
+
+
 def _dump_files_in(directory: Path) -> list[Path]:
     files = [p for p in directory.iterdir() if p.is_file() and p.name.lower().endswith(DUMP_SUFFIXES)]
     if not files:
-        raise FileNotFoundError(
-            f"DumpConfig.paths: directory {str(directory)!r} holds no dump files "
+        raise DumpPathNotFound(
+            f"scrape.dumps.paths: directory {str(directory)!r} holds no dump files "
             f"({', '.join('*' + s for s in DUMP_SUFFIXES)})"
         )
     return sorted(files, key=_dump_order)
@@ -260,7 +264,8 @@ def expand_paths(patterns: list[str]) -> list[Path]:
             elif match.is_file():
                 files.append(match)
         if not files:
-            raise FileNotFoundError(f"DumpConfig.paths: {pattern!r} matches no file")
+            raise DumpPathNotFound(f"scrape.dumps.paths: {pattern!r} matches no file (relative paths start at "
+                                   f"{os.getcwd()})")
         out.extend(f for f in files if f not in out)
     return out
 
