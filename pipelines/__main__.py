@@ -13,6 +13,7 @@ from pipelines import configio  # noqa: E402
 from pipelines.config import ExperimentConfig  # noqa: E402
 from pipelines.demo import run_demo  # noqa: E402
 from data.empty_output import EmptyOutput  # noqa: E402
+from data.sources.dumps import DumpFilesDamaged, DumpPathNotFound  # noqa: E402
 from pipelines.resume_check import ChangedSettings  # noqa: E402
 from pipelines.stages import STAGES, Stage, run_stage  # noqa: E402
 import pipelines.stages.all  # noqa: E402,F401  (registers the stages)
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             run_demo(cfg, force=args.force, source=source)
         else:
             run_stage(args.stage, cfg, force=args.force, source=source)
-    except (ChangedSettings, EmptyOutput) as err:  # the message says what to do; a traceback would bury it
+    # errors whose message says what to do: a traceback would bury it
+    except (ChangedSettings, EmptyOutput, DumpFilesDamaged, DumpPathNotFound) as err:
         print(f"[{args.stage}] {err}", file=sys.stderr)
         return 2
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,16 @@ import zstandard
 
 from data.records import DELETED_AUTHOR, comment_from_json
 from data.shards import load_records, shard_paths
-from data.sources import dumps
+from data.sources import dump_reader, dumps
 from data.sources.dumps import DumpConfig, ingest_dumps, iter_lines
 
 JAN = dt.datetime(2023, 1, 10, tzinfo=dt.timezone.utc).timestamp()
 
 
-def write_zst(path: Path, lines: list[str | bytes], window_log: int = 29) -> Path:
+def write_zst(path: Path, lines: list[str | bytes], window_log: int = 29, checksum: bool = False) -> Path:
     """A zstd frame whose window is larger than zstandard's default decoding limit (like real dumps)."""
-    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log, enable_ldm=True)
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=window_log, enable_ldm=True,
+                                                            write_checksum=checksum)
     buf = io.BytesIO()
     with zstandard.ZstdCompressor(compression_params=params).stream_writer(buf, closefd=False) as w:
         for line in lines:
@@ -132,7 +134,8 @@ def test_without_prefilter_same_rows(dump_files: tuple[Path, Path], tmp_path: Pa
 def test_chunked_prefilter_matches_line_by_line(dump_files: tuple[Path, Path], chunk: int,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Lines cut out around regex matches (across chunk borders) are exactly the lines the regex matches."""
-    monkeypatch.setattr(dumps, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(dump_reader, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(dump_reader, "READ_BYTES", chunk)  # compressed input in pieces too (frame end checks)
     regex = dumps._subreddit_regex(["tifu"])
     for path in dump_files:
         expected = [line for line in iter_lines(path) if regex.search(line)]
@@ -192,3 +195,201 @@ def test_refuses_foreign_directory_and_bad_config(dump_files: tuple[Path, Path],
         DumpConfig(paths=["x"], subreddits=["r/not a name"])
     with pytest.raises(ValueError, match="extra"):
         DumpConfig(paths=["x"], subredits=["tifu"])
+
+
+# ---------------------------------------------------------------------------------------------- damaged files
+
+REAL_RS = Path(__file__).parent / "fixtures" / "real_tldr" / "RS_top_tldr_200.zst"
+
+
+def silent_prefix(path: Path) -> bytes:
+    """What zstandard's stream_reader hands out for a damaged file before it stops (quietly, when truncated)."""
+    out = b""
+    with open(path, "rb") as raw:
+        reader = zstandard.ZstdDecompressor(max_window_size=dumps.ZSTD_WINDOW).stream_reader(raw)
+        try:
+            while chunk := reader.read(1 << 16):
+                out += chunk
+        except zstandard.ZstdError:
+            pass
+    return out
+
+
+def all_cfg(paths: list[Path], **kw) -> DumpConfig:
+    """No filters: every readable line of the real posts counts."""
+    return DumpConfig(**(dict(paths=[str(p) for p in paths], progress=False, rows_per_shard=40) | kw))
+
+
+def test_truncated_real_dump_is_an_error_keeps_nothing_of_it_and_resumes(tmp_path: Path) -> None:
+    whole = REAL_RS.read_bytes()
+    dump = tmp_path / "dumps" / "RS_top_tldr.zst"
+    dump.parent.mkdir()
+    dump.write_bytes(whole[: len(whole) // 2])
+    prefix = silent_prefix(dump)
+    assert 0 < prefix.count(b"\n") < 200  # zstandard alone would have read these and said nothing
+
+    out = tmp_path / "records"
+    with pytest.raises(dumps.DumpFilesDamaged) as info:
+        ingest_dumps(all_cfg([dump]), out)
+    [fault] = info.value.faults
+    assert fault.path == dump and "truncated" in fault.reason
+    assert fault.lines_read == prefix.count(b"\n")
+    assert fault.compressed_read == fault.compressed_size == len(whole) // 2
+    message = str(info.value)
+    assert str(dump) in message and f"{fault.lines_read:,} complete lines" in message
+    assert "none of its rows were kept" in message and "allow_truncated" in message
+    assert shard_paths(out, "posts") == []  # the rows before the cut are not mixed in
+    assert json.loads((out / dumps.STATE_FILE).read_text())["done"] == {}
+
+    dump.write_bytes(whole)  # the user re-downloads the file and reruns
+    stats = ingest_dumps(all_cfg([dump]), out)
+    reference = ingest_dumps(all_cfg([REAL_RS]), tmp_path / "reference")
+    assert stats.lines_read == reference.lines_read == 200
+    assert stats.dropped == reference.dropped and stats.posts_kept == reference.posts_kept
+    assert sorted(load_records(out, "posts")["id"]) == sorted(load_records(tmp_path / "reference", "posts")["id"])
+
+
+def test_allow_truncated_keeps_the_rows_before_the_cut_and_says_so(dump_files: tuple[Path, Path],
+                                                                   tmp_path: Path) -> None:
+    rs, rc = dump_files
+    whole = rc.read_bytes()
+    rc.write_bytes(whole[:-6])  # the end mark and checksum of the last block are gone
+    lines_before = silent_prefix(rc).split(b"\n")[:-1]  # complete lines only
+    plain_rc = tmp_path / "RC_plain.ndjson"  # the same complete lines, as a file that reads whole
+    plain_rc.write_bytes(b"".join(line + b"\n" for line in lines_before))
+
+    out = tmp_path / "records"
+    stats = ingest_dumps(make_cfg([rs, rc], allow_truncated=True), out)
+    reference = ingest_dumps(make_cfg([rs, plain_rc]), tmp_path / "reference")
+    assert stats.files_truncated == 1 and stats.truncated[0]["file"] == str(rc)
+    assert stats.truncated[0]["lines_read"] == len(lines_before)
+    assert stats.comments_kept == reference.comments_kept
+    assert sorted(load_records(out, "comments")["id"]) == sorted(load_records(tmp_path / "reference", "comments")["id"])
+    state = json.loads((out / dumps.STATE_FILE).read_text())
+    assert sum(entry["stats"]["files_truncated"] for entry in state["done"].values()) == 1
+
+    again = ingest_dumps(make_cfg([rs, rc], allow_truncated=True), out)  # done, even if cut short
+    assert again.files_skipped == 2 and again.files_truncated == 1
+
+    rc.write_bytes(whole)  # the repaired file is read again; its old rows are replaced, not duplicated
+    fixed = ingest_dumps(make_cfg([rs, rc]), out)
+    assert fixed.files_truncated == 0 and fixed.comments_kept == 3
+    comments = pq_rows(out, "comments")
+    assert sorted(comments) == ["c1", "c2", "c8"]
+
+
+def pq_rows(out: Path, kind: str) -> list[str]:
+    """Every stored id, duplicates included (load_records would hide them)."""
+    import pyarrow.parquet as pq
+
+    return [i for p in shard_paths(out, kind) for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+
+
+def corrupt(path: Path, seed: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = random.Random(seed).randbytes(64)
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_middle_is_an_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dump_reader, "READ_BYTES", 4096)  # positions to the nearest 4 KiB
+    lines = [post(f"q{i}", selftext=f"body {i} " + "lorem ipsum " * (i % 40)) for i in range(3000)]
+    rs = write_zst(tmp_path / "RS_2023-01.zst", lines, checksum=True)
+    rc = write_zst(tmp_path / "RC_2023-01.zst", [comment(f"k{i}", f"q{i}") for i in range(3000)], checksum=True)
+    size = rs.stat().st_size
+    corrupt(rs)
+    out = tmp_path / "records"
+    with pytest.raises(dumps.DumpFilesDamaged) as info:
+        ingest_dumps(make_cfg([rs, rc], start_date=None, end_date=None), out)
+    [fault] = info.value.faults
+    assert fault.path == rs and fault.reason.startswith("corrupt zstd data")
+    assert 0 < fault.compressed_read < size and 0 < fault.lines_read < 3000
+    assert f"{fault.compressed_read:,} of {size:,} compressed bytes" in str(info.value)
+    # comments are joined on the posts: with a damaged submission file they are not read at all
+    assert f"Not read (comments need every submission file whole): {rc.name}" in str(info.value)
+    assert shard_paths(out, "posts") == [] and shard_paths(out, "comments") == []
+
+
+def test_damaged_comment_file_keeps_the_files_read_whole(dump_files: tuple[Path, Path], tmp_path: Path) -> None:
+    rs, rc = dump_files
+    rc2 = write_zst(tmp_path / "RC_2023-02.zst", [comment("d1", "p1"), comment("d2", "p3")])
+    rc.write_bytes(rc.read_bytes()[:-6])
+    out = tmp_path / "records"
+    with pytest.raises(dumps.DumpFilesDamaged, match="1 dump file") as info:
+        ingest_dumps(make_cfg([rs, rc, rc2]), out)
+    assert "Kept in" in str(info.value) and "4 posts and 2 comments from 2 file(s)" in str(info.value)
+    assert sorted(load_records(out, "comments")["id"]) == ["d1", "d2"]
+    done = json.loads((out / dumps.STATE_FILE).read_text())["done"]
+    assert sorted(Path(key.split("|")[0]).name for key in done) == ["RC_2023-02.zst", "RS_2023-01.zst"]
+
+
+def test_empty_and_multi_frame_zst(tmp_path: Path) -> None:
+    empty = tmp_path / "RS_empty.zst"
+    empty.write_bytes(b"")
+    with pytest.raises(dumps.DumpReadError, match="empty file"):
+        list(iter_lines(empty))
+    # two frames back to back (pzstd, concatenated files): both are read, and each must be whole
+    first, second = write_zst(tmp_path / "a.zst", ["1", "2"]), write_zst(tmp_path / "b.zst", ["3"])
+    both = tmp_path / "RS_both.zst"
+    both.write_bytes(first.read_bytes() + second.read_bytes())
+    assert list(iter_lines(both)) == [b"1", b"2", b"3"]
+    both.write_bytes(first.read_bytes() + second.read_bytes()[:-3])
+    with pytest.raises(dumps.DumpReadError, match="truncated") as info:
+        list(iter_lines(both))
+    assert info.value.lines_read == 2
+
+
+# ---------------------------------------------------------------------------------------------- paths and config
+
+
+def test_directory_expands_to_its_dump_files(dump_files: tuple[Path, Path], tmp_path: Path) -> None:
+    rs, rc = dump_files
+    (tmp_path / "notes.txt").write_text("not a dump")
+    (tmp_path / "later").mkdir()
+    (tmp_path / "A_comments.jsonl").write_text(comment("j1", "p1") + "\n")
+    assert [p.name for p in dumps.expand_paths([str(tmp_path)])] == [rs.name, "A_comments.jsonl", rc.name]
+    stats = ingest_dumps(make_cfg([tmp_path]), tmp_path / "later" / "records")
+    assert stats.files == 3 and sorted(load_records(tmp_path / "later" / "records", "comments")["id"]) == [
+        "c1", "c2", "c8", "j1"]
+
+    with pytest.raises(FileNotFoundError, match=r"directory '.*later' holds no dump files \(\*\.zst"):
+        dumps.expand_paths([str(tmp_path / "later")])
+    with pytest.raises(FileNotFoundError, match="'.*nothing-here/RS_\\*.zst' matches no file"):
+        dumps.expand_paths([str(tmp_path / "nothing-here" / "RS_*.zst")])
+
+
+def test_config_values_fail_with_one_line_naming_the_field() -> None:
+    from pydantic import ValidationError
+
+    from pipelines.configio import ConfigError, validate
+
+    cases = {
+        "start_date": dict(paths=["x"], start_date="2024-13-01"),
+        "end_date": dict(paths=["x"], end_date="someday"),
+        "rows_per_shard": dict(paths=["x"], rows_per_shard="many"),
+        "paths": dict(paths=[""]),
+        "subreddits": dict(paths=["x"], subreddits=["r/not a name"]),
+    }
+    for key, data in cases.items():
+        with pytest.raises(ValidationError) as info:
+            DumpConfig(**data)
+        [error] = info.value.errors()
+        assert error["loc"] == (key,) and "\n" not in error["msg"]
+        with pytest.raises(ConfigError, match=rf"^overrides: {key}: ") as info:
+            validate(DumpConfig, data, "overrides")
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValidationError, match="2023-01-01 is not after start_date 2023-02-01") as info:
+        DumpConfig(paths=["x"], start_date="2023-02-01", end_date="2023-01-01")
+    assert info.value.errors()[0]["loc"] == ("end_date",)
+    # what a command line gives: one string, not a list
+    cfg = DumpConfig(paths="/data/dumps", subreddits="tifu, r/AskReddit")
+    assert cfg.paths == ["/data/dumps"] and cfg.subreddits == ["tifu", "AskReddit"]
+
+
+def test_json_that_orjson_refuses_is_read_as_before(tmp_path: Path) -> None:
+    """NaN is not JSON but `json.loads` reads it (old dumps have it); the faster parser must not drop it."""
+    rs = write_zst(tmp_path / "RS_2023-01.zst", [post("n1").replace('"score": 10', '"score": 10, "upvote_ratio": NaN')])
+    out = tmp_path / "records"
+    stats = ingest_dumps(make_cfg([rs]), out)
+    assert stats.posts_kept == 1 and load_records(out, "posts")["id"] == ["n1"]
