@@ -79,7 +79,9 @@ def main() -> None:
 
     from pipelines.build import build_datasets
     from policy.models import train_tokenizer
-    from policy.ppo import PPOConfig, build_value_model, train_ppo
+    from policy.ppo import train_ppo
+    from policy.ppo_config import PPOConfig
+    from policy.value_model import build_value_model
     from policy.sft import SFTStageConfig, train_sft
     from reward_model.scoring import RewardScorer
     from reward_model.train import RewardStageConfig, train_reward_model

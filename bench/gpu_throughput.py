@@ -108,7 +108,9 @@ def run_ours_ppo(work: Path, s: dict) -> dict:
 
     from policy.device import place
     from policy.models import load_causal_lm, load_tokenizer
-    from policy.ppo import PPOConfig, build_value_model, train_ppo
+    from policy.ppo import train_ppo
+    from policy.ppo_config import PPOConfig
+    from policy.value_model import build_value_model
     from reward_model.scoring import RewardScorer
 
     dev, gpu = _device(), torch.cuda.is_available()

@@ -73,7 +73,9 @@ def run_ours(work: Path, s: dict, reuse_logprobs: bool) -> dict:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from policy.models import load_tokenizer
-    from policy.ppo import PPOConfig, build_value_model, train_ppo
+    from policy.ppo import train_ppo
+    from policy.ppo_config import PPOConfig
+    from policy.value_model import build_value_model
     from policy.sampling import concat_query_response
 
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -28,17 +28,16 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
 
 from data.sim.gold import gold_score
+from pipelines.analysis import batch_gold, gold_parts, load_held_out, scaled_gold_reward
 from pipelines.rundir import git_commit, load_finished_sim_run
-from pipelines.stages.rl import (
-    PolicySnapshots, batch_gold, critic_init_dir, gold_parts, list_snapshots, load_held_out, same_vocab,
-    scaled_gold_reward,
-)
-from policy.evaluate import EvalPolicyConfig, HeldOut, paired_gain, per_prompt_gold, sample_responses, settings
+from policy.evaluate import EvalPolicyConfig, HeldOut, paired_gain, per_prompt_gold, sample_responses
 from policy.models import load_causal_lm, load_tokenizer
-from policy.ppo import build_value_model, derive_sizes, train_ppo
+from policy.ppo import ppo_accelerator, train_ppo
+from policy.ppo_config import derive_sizes
+from policy.snapshots import PolicySnapshots, list_snapshots
+from policy.value_model import build_value_model, critic_init_dir, same_vocab
 from reward_model.scoring import RewardScorer
 
 
@@ -163,7 +162,7 @@ def main() -> None:
     sft_dir, rm_dir = args.run / "sft" / "model", args.reward_model or args.run / "train-reward" / "model"
     tokenizer, sft = load_tokenizer(sft_dir), load_causal_lm(sft_dir).to(device)
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=cfg.reward.scoring_batch_size, device=device)
-    ecfg = settings(cfg.eval_policy, cfg.ppo.temperature, cfg.ppo.response_length, cfg.ppo.max_prompt_length)
+    ecfg = cfg.eval_policy  # its temperature and lengths are PPO's unless set (resolved on loading)
     held = load_held_out(args.run / "build-data", cfg.eval_policy, scorer, with_gold=True)  # eval-policy's prompts
     base = sft_baseline(args.run, sft, tokenizer, held, ecfg, scorer)
 
@@ -176,14 +175,14 @@ def main() -> None:
         reward, gold_shift, gold_scale = scaled_gold_reward(cfg.rl.gold_control_scale, scorer, rows, seed=cfg.run.seed)
     else:
         reward = scorer
-    accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=cfg.ppo.gradient_accumulation_steps,
-                              mixed_precision="bf16" if cfg.ppo.bf16 else "no")
-    num_updates = derive_sizes(cfg.ppo, accelerator.num_processes).num_updates
+    accelerator = ppo_accelerator(cfg.ppo, device)  # as the ppo stage: ppo.bf16 unset = the launch's setting
+    sizes = derive_sizes(cfg.ppo, accelerator.num_processes)
+    num_updates = sizes.num_updates
     snapshots = PolicySnapshots(policy, tokenizer, args.out / "snapshots", args.eval_every or num_updates, num_updates)
     started = time.time()
     result = train_ppo(policy, ref, value, tokenizer, prompts, reward, cfg.ppo, args.out, gold_fn=batch_gold,
                        log=(lambda metrics, step: snapshots(step)) if args.eval_every else None,
-                       accelerator=accelerator)
+                       accelerator=accelerator, sizes=sizes)
     seconds = time.time() - started
 
     by_update = {}

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from data.sim.gold import gold_score
+from pipelines.analysis import load_held_out, on_policy_reward_check
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import git_commit, load_finished_sim_run
-from pipelines.stages.rl import load_held_out, on_policy_reward_check
 from policy.evaluate import HeldOut, Responses, best_of_n_weights, paired_gain, sample_responses, score_responses
 from policy.models import load_causal_lm, load_tokenizer
 from reward_model.scoring import RewardScorer

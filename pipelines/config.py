@@ -20,7 +20,7 @@ from pipelines.study import StudyConfig
 from policy.device import DeviceChoice, DtypeChoice
 from policy.evaluate import EvalPolicyConfig, settings
 from policy.models import ModelSpec, TokenizerSpec
-from policy.ppo import PPOConfig
+from policy.ppo_config import PPOConfig
 from policy.sft import PretrainConfig, SFTStageConfig
 from pipelines.publish import PublishConfig
 from pipelines.steer_suite import SteerStageConfig

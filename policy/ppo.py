@@ -28,15 +28,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from policy.device import same_device
 from policy.models import disable_dropout
@@ -55,145 +53,13 @@ from policy.rl_utils import (
     masked_mean,
     masked_whiten,
 )
-from policy.sampling import concat_query_response, forward_logprobs, generate, left_pad_prompts, response_logits
+from policy.ppo_config import LoraSpec, PPOConfig, PPOSizes, derive_sizes
+from policy.sampling import forward_logprobs, generate, left_pad_prompts
+from policy.value_model import PolicyAndValue
 
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor | list[float]"]
 LogFn = Callable[[dict[str, float], int], None]
 SamplesFn = Callable[[list[dict[str, Any]], int], None]
-
-
-class LoraSpec(BaseModel):
-    """LoRA adapters on the policy (peft); the value model stays fully trainable."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    r: int = Field(16, ge=1, description="LoRA rank.")
-    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (lora_alpha).")
-    target_modules: list[str] | str = Field(
-        "all-linear", description="Module names to adapt, or 'all-linear' (peft's preset)."
-    )
-
-
-class PPOConfig(BaseModel):
-    """Everything `train_ppo` needs; defaults follow the N+ details paper's TL;DR runs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _baseline_needs_groups(self) -> "PPOConfig":
-        if self.score_baseline == "leave_one_out" and self.samples_per_prompt < 2:
-            raise ValueError(
-                f"ppo.score_baseline=leave_one_out needs ppo.samples_per_prompt >= 2 (got {self.samples_per_prompt})"
-            )
-        return self
-
-    # --- schedule and batch sizes (derived sizes: see `derive_sizes`)
-    total_episodes: int = Field(1024, ge=1, description="Prompts sampled in total; updates = total_episodes // batch_size.")
-    per_device_train_batch_size: int = Field(8, ge=1, description="Rollouts per device in one forward/backward.")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
-    num_mini_batches: int = Field(1, ge=1, description="Optimizer steps per PPO epoch (minibatches per rollout batch).")
-    num_ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
-    local_rollout_forward_batch_size: int = Field(
-        16, ge=1, description="Rows per chunk for generation and no-grad forwards during rollouts."
-    )
-    seed: int = Field(0, description="Seed for prompt order, sampling and initialization.")
-    # --- generation
-    max_prompt_length: int = Field(512, ge=1, description="Prompt tokens kept (from the end, so 'TL;DR:' stays).")
-    response_length: int = Field(53, ge=1, description="New tokens sampled per prompt (fixed; truncated after EOS).")
-    temperature: float = Field(0.7, gt=0.0, description="Sampling temperature, also applied to logits in training.")
-    missing_eos_penalty: float | None = Field(
-        -1.0, description="Score given to responses with no EOS in response_length tokens; None disables."
-    )
-    reuse_sampling_logprobs: bool = Field(
-        False,
-        description="Use the sampler's log-probs as the old log-probs instead of a fresh forward pass "
-        "(faster; equal up to float error in fp32, the N+ paper recomputes).",
-    )
-    # --- reward shaping
-    kl_coef: float = Field(0.05, ge=0.0, description="Initial KL penalty coefficient beta.")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="Per-token KL estimator in the reward.")
-    target_kl: float | None = Field(
-        None, gt=0.0, description="Adaptive beta toward this KL (nats per response, Ziegler et al.); None = fixed."
-    )
-    kl_horizon: int = Field(10_000, ge=1, description="Horizon (episodes) of the adaptive KL controller.")
-    whiten_rewards: bool = Field(False, description="Whiten per-token rewards (mean kept) before GAE.")
-    samples_per_prompt: int = Field(
-        1, ge=1, description="Responses sampled per prompt in an update (consecutive rows); the rollouts per update "
-        "stay per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches, so fewer prompts.",
-    )
-    score_baseline: Literal["none", "leave_one_out"] = Field(
-        "none", description="leave_one_out: each score minus the mean score of the other samples of its prompt "
-        "before the KL penalty is added (RLOO's baseline inside PPO; needs samples_per_prompt >= 2).",
-    )
-    # --- PPO
-    gamma: float = Field(1.0, ge=0.0, le=1.0, description="Discount.")
-    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda.")
-    cliprange: float = Field(0.2, gt=0.0, description="Policy ratio clip epsilon.")
-    cliprange_value: float = Field(0.2, gt=0.0, description="Value clip range around the rollout values.")
-    vf_coef: float = Field(0.1, ge=0.0, description="Value loss weight.")
-    # --- optimization
-    learning_rate: float = Field(3e-6, gt=0.0, description="Adam learning rate of the policy (and of the value model "
-                                 "unless value_learning_rate is set).")
-    value_learning_rate: float | None = Field(
-        None, gt=0.0, description="Adam learning rate of the value model; None = learning_rate. A critic started from "
-        "the reward model has to move from RM scores of prefixes to returns, which one step per update at the "
-        "policy's rate does slowly.",
-    )
-    critic_warmup_updates: int = Field(
-        0, ge=0, description="The first N updates train only the value model on the SFT policy's rollouts (the "
-        "policy is not stepped; its LR schedule starts after them). They count toward total_episodes.",
-    )
-    adam_eps: float = Field(1e-5, gt=0.0, description="Adam epsilon (N+ detail: 1e-5, not 1e-8).")
-    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    lr_schedule: Literal["linear", "constant"] = Field("linear", description="Linear decay to 0 over the updates, or constant.")
-    max_grad_norm: float | None = Field(None, gt=0.0, description="Gradient clipping norm; None = no clipping.")
-    bf16: bool = Field(False, description="bf16 autocast (GPU); weights and optimizer stay fp32.")
-    lora: LoraSpec | None = Field(None, description="LoRA on the policy; None trains all policy weights.")
-    # --- logging and checkpoints
-    sample_every: int = Field(10, ge=1, description="Hand `num_samples` samples to the samples callback every N updates.")
-    num_samples: int = Field(8, ge=0, description="Samples handed over each time.")
-    save_every: int = Field(50, ge=1, description="Checkpoint every N updates (and at the end).")
-    keep_checkpoints: int = Field(2, ge=1, description="Newest checkpoints kept on disk.")
-    resume: bool = Field(True, description="Resume from the newest complete checkpoint in out_dir if there is one.")
-
-
-@dataclass(frozen=True)
-class PPOSizes:
-    """Batch sizes derived from the config once: micro <= local minibatch <= local batch <= global batch."""
-
-    world_size: int
-    micro_batch_size: int  # rollouts per device per forward/backward
-    local_mini_batch_size: int  # micro * grad_accum: rollouts per device per optimizer step
-    local_batch_size: int  # local minibatch * num_mini_batches: rollouts per device per update
-    batch_size: int  # local batch * world size: rollouts per update
-    num_updates: int
-
-
-def derive_sizes(cfg: PPOConfig, world_size: int) -> PPOSizes:
-    local_mini = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-    local_batch = local_mini * cfg.num_mini_batches
-    batch = local_batch * world_size
-    num_updates = cfg.total_episodes // batch
-    if num_updates < 1:
-        raise ValueError(
-            f"ppo.total_episodes={cfg.total_episodes} is smaller than one batch of {batch} rollouts "
-            f"(per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches * {world_size} processes)"
-        )
-    if cfg.critic_warmup_updates >= num_updates:
-        raise ValueError(
-            f"ppo.critic_warmup_updates={cfg.critic_warmup_updates} leaves no policy update out of {num_updates} "
-            f"(total_episodes {cfg.total_episodes} // batch {batch}); lower it or raise ppo.total_episodes"
-        )
-    if local_batch % cfg.samples_per_prompt:
-        raise ValueError(
-            f"ppo.samples_per_prompt={cfg.samples_per_prompt} does not divide the {local_batch} rollouts per device "
-            "per update (per_device_train_batch_size * gradient_accumulation_steps * num_mini_batches): a prompt's "
-            "samples must stay on one process"
-        )
-    sizes = PPOSizes(world_size, cfg.per_device_train_batch_size, local_mini, local_batch, batch, num_updates)
-    assert sizes.local_batch_size % sizes.local_mini_batch_size == 0
-    assert sizes.local_mini_batch_size % sizes.micro_batch_size == 0
-    return sizes
 
 
 @dataclass
@@ -219,22 +85,6 @@ class PPODivergedError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------
 # models
 # ----------------------------------------------------------------------------------------------------------
-def build_value_model(policy: PreTrainedModel, reward_model_dir: str | Path | None = None) -> PreTrainedModel:
-    """Scalar-head value model: from the reward model directory when given (N+ detail: the critic starts as
-    the RM), else the policy's backbone with a fresh zero head."""
-    if reward_model_dir is not None:
-        model = AutoModelForSequenceClassification.from_pretrained(str(reward_model_dir), num_labels=1)
-    else:
-        config = copy.deepcopy(policy.config)
-        config.num_labels = 1
-        model = AutoModelForSequenceClassification.from_config(config)
-        model.base_model.load_state_dict(policy.base_model.state_dict())
-        nn.init.zeros_(_value_head(model).weight)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = policy.config.pad_token_id
-    return model
-
-
 def lr_multipliers(cfg: PPOConfig, num_updates: int) -> list[Callable[[int], float]]:
     """LR multipliers (policy, value) after k finished updates. The policy's is 0 during the critic warm-up and
     its linear decay runs over the updates after it; the value model's decays over all updates."""
@@ -246,37 +96,6 @@ def lr_multipliers(cfg: PPOConfig, num_updates: int) -> list[Callable[[int], flo
         return max(0.0, 1.0 - (k - start) / (num_updates - start))
 
     return [lambda k: 0.0 if k < warmup else linear(k, warmup), lambda k: linear(k, 0)]
-
-
-def _value_head(model: PreTrainedModel) -> nn.Module:
-    for name in ("score", "classifier", "v_head"):
-        if hasattr(model, name):
-            return getattr(model, name)
-    raise ValueError(f"value model {type(model).__name__} has no scalar head named score/classifier/v_head")
-
-
-class PolicyAndValue(nn.Module):
-    """Policy and value model as one module, so one optimizer and one DDP/DeepSpeed wrapper cover both."""
-
-    def __init__(self, policy: PreTrainedModel, value_model: PreTrainedModel) -> None:
-        super().__init__()
-        self.policy = policy
-        self.value_model = value_model
-
-    def values(self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor) -> torch.Tensor:
-        """[B, R] value of the state before each response token (hidden state at position q-1+t)."""
-        input_ids, attention_mask, position_ids = concat_query_response(query_ids, query_mask, response_ids)
-        hidden = self.value_model.base_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state  # [B, Q+R, H]
-        values = _value_head(self.value_model)(hidden).squeeze(-1)  # [B, Q+R]
-        return values[:, query_ids.size(1) - 1 : -1].float()
-
-    def forward(
-        self, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor, temperature: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = response_logits(self.policy, query_ids, query_mask, response_ids, temperature)  # [B, R, V]
-        return logits, self.values(query_ids, query_mask, response_ids)
 
 
 def _apply_lora(policy: PreTrainedModel, spec: LoraSpec) -> PreTrainedModel:
@@ -387,6 +206,14 @@ def configure_deepspeed(accelerator: Accelerator, cfg: PPOConfig) -> None:
         ds["gradient_clipping"] = cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0
 
 
+def ppo_accelerator(cfg: PPOConfig, device: torch.device | str | None = None) -> Accelerator:
+    """The Accelerator `train_ppo` runs under. `ppo.bf16` unset leaves the launch's mixed precision in force (an
+    accelerate config's, or ACCELERATE_MIXED_PRECISION); true or false overrides it."""
+    precision = None if cfg.bf16 is None else ("bf16" if cfg.bf16 else "no")
+    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=precision,
+                       cpu=device is not None and torch.device(device).type == "cpu")
+
+
 def train_ppo(
     policy: PreTrainedModel,
     ref_policy: PreTrainedModel,
@@ -401,6 +228,7 @@ def train_ppo(
     on_samples: SamplesFn | None = None,
     accelerator: Accelerator | None = None,
     device: torch.device | str | None = None,
+    sizes: PPOSizes | None = None,
 ) -> PPOResult:
     """Train `policy` with PPO against `reward_fn(prompts, responses)`; see the module docstring.
 
@@ -409,16 +237,17 @@ def train_ppo(
     `save_every` updates and the final `out_dir/policy/` (+ tokenizer) and `out_dir/value_model/`.
     `device`: where the run's device rule put the models (`cpu` keeps accelerate off a GPU); None = accelerate's
     choice. A launch that puts this process elsewhere is an error, not a silent copy.
+    `sizes`: the batch sizes the caller derived (`derive_sizes`, once per run); None derives them here.
     """
     out_dir = Path(out_dir)
-    accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision="bf16" if cfg.bf16 else "no",
-        cpu=device is not None and torch.device(device).type == "cpu",
-    )
+    accelerator = accelerator or ppo_accelerator(cfg, device)
     if device is not None and not same_device(accelerator.device, device):
         raise ValueError(f"train_ppo: the models are on {device} but accelerate runs this process on "
                          f"{accelerator.device}: set run.device to match the launch")
-    sizes = derive_sizes(cfg, accelerator.num_processes)
+    sizes = sizes or derive_sizes(cfg, accelerator.num_processes)
+    if sizes.world_size != accelerator.num_processes:
+        raise ValueError(f"train_ppo: sizes were derived for {sizes.world_size} processes, but this launch runs "
+                         f"{accelerator.num_processes}")
     set_seed(cfg.seed, device_specific=True)
     prompts, contexts = _prompt_columns(prompts_dataset)
     if not prompts:

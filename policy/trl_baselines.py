@@ -31,13 +31,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from policy.models import disable_dropout, load_causal_lm
-from policy.ppo import PPOConfig
+from policy.ppo_config import PPOConfig
 from policy.sampling import use_mask_positions
 from reward_model.trainer_utils import PlaceFn
 
 RewardFn = Callable[[list[str], list[str]], "torch.Tensor | list[float]"]
 LogFn = Callable[[dict[str, float], int], None]
 
+# How each algo is named in tables and logs.
+BASELINE_NAMES = {"rloo": "RLOO", "grpo": "GRPO"}
 # Baseline field -> the ppo field it inherits when unset (None).
 FROM_PPO = {"total_episodes": "total_episodes", "beta": "kl_coef", "temperature": "temperature",
             "max_completion_length": "response_length", "max_prompt_length": "max_prompt_length",

@@ -12,7 +12,7 @@ import torch
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.stages import Context
-from pipelines.stages.rl import ppo_models
+from pipelines.stages.ppo import ppo_models
 from pipelines.stages.train import load_scorer
 from pipelines.tracking import Tracker
 from policy.device import PLACED, ForwardAudit, Placement, place, resolve_placement

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPTNeoXConfig, LlamaConfig
 
 from policy.models import disable_dropout
-from policy.ppo import build_value_model
+from policy.value_model import build_value_model
 
 SMALL = dict(vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 CONFIGS = {

@@ -13,10 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2ForSequenceClassification
 
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.ppo import (
-    LoraSpec, PPOConfig, PPODivergedError, _update_indices, build_value_model, derive_sizes, latest_checkpoint, lr_multipliers,
-    train_ppo,
-)
+from policy.ppo import PPODivergedError, _update_indices, latest_checkpoint, lr_multipliers, train_ppo
+from policy.ppo_config import LoraSpec, PPOConfig, derive_sizes
+from policy.value_model import build_value_model
 from tests.launch import REPO, torchrun_two_cpus
 
 WORDS = "the cat sat on a mat while dogs ran in parks and birds flew over trees near rivers".split()
@@ -336,3 +335,43 @@ def test_deepspeed_zero3_is_refused_with_the_config_to_use() -> None:
     configure_deepspeed(zero2, small_cfg(per_device_train_batch_size=4, gradient_accumulation_steps=2))
     ds = zero2.state.deepspeed_plugin.deepspeed_config
     assert (ds["train_batch_size"], ds["gradient_clipping"]) == (4 * 2 * 2, 0.0)  # no ppo.max_grad_norm: no clip
+
+
+@pytest.mark.parametrize("bf16, expected", [(None, "bf16"), (False, "no"), (True, "bf16")])
+def test_bf16_unset_keeps_the_launch_mixed_precision(bf16, expected, monkeypatch, tmp_path: Path) -> None:
+    """An accelerate launch config (or ACCELERATE_MIXED_PRECISION) says bf16: `ppo.bf16` unset keeps it, an explicit
+    value wins. Read off the Accelerator that train_ppo itself builds (stopped right after)."""
+    import policy.ppo as ppo_module
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    class Built(Exception):
+        pass
+
+    seen: list[str] = []
+
+    class Spy(Accelerator):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append(self.mixed_precision)
+            raise Built
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    monkeypatch.setattr(ppo_module, "Accelerator", Spy)
+    AcceleratorState._reset_state(reset_partial_state=True)  # a state built by an earlier test would win
+    try:
+        with pytest.raises(Built):
+            train_ppo(None, None, None, None, [], count_e, small_cfg(bf16=bf16), tmp_path, device="cpu")
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert seen == [expected]
+
+
+def test_sizes_derived_by_the_caller_are_used_and_checked(tokenizer, prompts, tmp_path: Path) -> None:
+    policy, ref, value = make_models(tokenizer)
+    cfg = small_cfg(total_episodes=32)
+    with pytest.raises(ValueError, match="derived for 2 processes, but this launch runs 1"):
+        train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path, sizes=derive_sizes(cfg, 2))
+    sizes = derive_sizes(cfg, 1)
+    result = train_ppo(policy, ref, value, tokenizer, prompts, count_e, cfg, tmp_path, sizes=sizes)
+    assert result.num_updates == len(result.history) == sizes.num_updates == 2

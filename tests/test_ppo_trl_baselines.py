@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from pipelines.config import ExperimentConfig
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
-from policy.ppo import PPOConfig
+from policy.ppo_config import PPOConfig
 from policy.rl_utils import truncate_after_eos
 from policy.sampling import left_pad_prompts
 from policy.trl_baselines import (

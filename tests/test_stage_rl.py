@@ -13,14 +13,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from pipelines.analysis import gold_parts
 from pipelines.config import ExperimentConfig
 from pipelines.rundir import StageDir
 from pipelines.stages import run_stage
-from pipelines.stages.rl import critic_init_dir, gold_parts, list_snapshots, PolicySnapshots
 import pipelines.stages.all  # noqa: F401  (registers the stages)
 from policy.device import ForwardAudit
 from policy.evaluate import ROW_KEYS, HeldOut, Responses
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
+from policy.snapshots import PolicySnapshots, list_snapshots
+from policy.value_model import critic_init_dir
 from reward_model.calibration import wilson_interval
 from reward_model.model import build_reward_model
 from reward_model.scoring import RewardFileConfig
@@ -336,7 +338,7 @@ def test_gold_control_optimizes_gold_on_the_reward_models_scale(run_root: Path) 
     """`rl.gold_control_scale: reward_model`: over the reference TL;DRs, shifted and scaled gold has the reward
     model's mean and spread, so one kl_coef weighs the KL penalty against both scores alike."""
     from data.sim.gold import gold_score
-    from pipelines.stages.rl import gold_on_reward_scale
+    from pipelines.analysis import gold_on_reward_scale
     from reward_model.scoring import RewardScorer
 
     rows = datasets.load_from_disk(str(run_root / "build-data" / "sft"))["train"]

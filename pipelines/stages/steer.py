@@ -19,7 +19,7 @@ import datasets
 from data.sim.gold import gold_score
 from pipelines.rundir import StageDir
 from pipelines.stages import Context, register
-from pipelines.stages.rl import held_out
+from pipelines.stages.eval_policy import held_out
 from pipelines.stages.train import load_scorer
 from pipelines.steer_suite import run_steering_suite
 from policy.evaluate import ROW_KEYS, format_rows, reference_row
