@@ -2,11 +2,11 @@
 
     python bench/tldr_extraction.py                       # the hand-checked fixture, every part
     python bench/tldr_extraction.py --errors dev          # also print every miss of the dev part
-    python bench/tldr_extraction.py --corpus ../shared/real-reddit/top_tldr/RS_top_tldr.zst   # + all 19k posts
+    python bench/tldr_extraction.py --corpus PATH/RS_top_tldr.zst   # + all 19k posts
     python bench/tldr_extraction.py sample --n 80 --seed 24 --after 22:160 23:80 --corpus ...  # re-draw the ids
 
-The fixture (tests/fixtures/top_tldr/handchecked.jsonl) holds 320 of the 19,043 real self-posts in
-../shared/real-reddit/top_tldr/ with the author's TL;DR written out by hand (markup read as text; null when
+The fixture (tests/fixtures/top_tldr/handchecked.jsonl) holds 320 of the 19,043 real self-posts of
+RS_top_tldr.zst (umbrae/reddit-top-2.5-million as Pushshift lines) with the author's TL;DR written out by hand (markup read as text; null when
 the post mentions tl;dr without giving one, or gives a non-summary such as "see title"), in four parts, each
 row naming its part (docs/tldr-extraction.md has the numbers):
 - dev (79) and heldout1 (81): `sample --n 160 --seed 22` (posts sorted by id, random.Random(22).sample),
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "sample":
         if not args.corpus:
-            parser.error("sample needs --corpus (e.g. ../shared/real-reddit/top_tldr/RS_top_tldr.zst)")
+            parser.error("sample needs --corpus (the path of RS_top_tldr.zst)")
         posts = sorted(read_posts(args.corpus), key=lambda p: p["id"])
         for earlier in args.after:
             seed, n = (int(x) for x in earlier.split(":"))
