@@ -135,7 +135,8 @@ def post_from_json(raw: Mapping[str, Any], *, retrieved_utc: float, salt: str, s
         raise MalformedRecord(f"expected a JSON object, got {type(raw).__name__}")
     selftext = _str(raw, "selftext", required=False)
     author = raw.get("author")
-    _check_not_deleted(selftext, author, "post")
+    # A file that carries no author field at all (e.g. a "top posts" export) has not deleted anyone.
+    _check_not_deleted(selftext, author if "author" in raw else "", "post")
     if raw.get("removed_by_category"):
         raise DeletedContent("post removed")
     ratio = _float(raw, "upvote_ratio", required=False)

@@ -13,15 +13,41 @@ from pathlib import Path
 import datasets
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from data.pairs import sim_win_prob_fn
+from data.pairs import CROSS_POST_FEATURES, sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.probes import fact_swap_pairs
 from pipelines.stages import Context, distributed_state, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import pretrain_lm, train_sft
-from reward_model.evaluate import evaluate_reward_model, format_table
+from reward_model.evaluate import evaluate_reward_model, format_table, weak_reward_warning
 from reward_model.scoring import RewardScorer
 from reward_model.train import train_reward_model
+
+
+def load_pair_sets(data_dir: Path, names: list[str]) -> datasets.DatasetDict:
+    """The build-data pair datasets `reward.pair_sets` names, split by split. Mixed with cross_post pairs, the
+    one-prompt pairs get `rejected_*` columns equal to their own post's, so one schema holds both."""
+    loaded = []
+    for name in names:
+        path = data_dir / name
+        if not path.exists():
+            hint = " (set data.pairs.cross_post.enabled: true and rerun build-data)" if name == "pairs_cross_post" else ""
+            raise FileNotFoundError(f"reward.pair_sets names {name!r}, but build-data wrote no {path}{hint}")
+        loaded.append(datasets.load_from_disk(str(path)))
+    if len(loaded) == 1:
+        return loaded[0]
+    out = {}
+    for split in loaded[0]:
+        parts = []
+        for dd in loaded:
+            ds = dd[split]
+            if "rejected_prompt" not in ds.column_names:
+                ds = (ds.add_column("rejected_post_id", list(ds["post_id"]))
+                        .add_column("rejected_prompt", list(ds["prompt"]))
+                        .add_column("rejected_post_text", list(ds["post_text"])))
+            parts.append(ds.cast(CROSS_POST_FEATURES))
+        out[split] = datasets.concatenate_datasets(parts)
+    return datasets.DatasetDict(out)
 
 
 def _report_to(ctx: Context) -> list[str]:
@@ -97,7 +123,7 @@ def _win_probs_for_eval(ctx: Context):
 
 def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict:
     """Evaluate the reward model on held-out pairs; print the table; log tables and the reliability plot."""
-    pairs = datasets.load_from_disk(str(ctx.stage_path("build-data") / "pairs"))[split]
+    pairs = load_pair_sets(ctx.stage_path("build-data"), ctx.cfg.reward.pair_sets)[split]
     if ctx.cfg.scrape.human_eval is not None:
         from data.sources.hub import load_hub_pairs
 
@@ -125,6 +151,10 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
     metrics = dict(result.metrics)
     if _sim(ctx):
         metrics.update(fact_swap_accuracy(ctx, scorer, split))
+    warning = weak_reward_warning(metrics)
+    if warning:
+        print(f"\n[{ctx.stage_dir.stage}] {warning}", flush=True)
+    metrics["rm/weak"] = float(warning is not None)
     return metrics
 
 
@@ -148,7 +178,7 @@ def fact_swap_accuracy(ctx: Context, scorer: RewardScorer, split: str) -> dict:
 def train_reward_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
-    pairs = datasets.load_from_disk(str(data_dir / "pairs"))
+    pairs = load_pair_sets(data_dir, cfg.reward.pair_sets)
     sft_rows = datasets.load_from_disk(str(data_dir / "sft"))
     reference = sft_rows["validation"]
     needs_tldrs = cfg.reward.grounding_negatives.source != "comments" or cfg.reward.short_context.steps > 0
