@@ -43,7 +43,8 @@ from policy.models import build_tiny_causal_lm, load_tokenizer, train_tokenizer 
 from policy.sft import pretrain_lm, train_sft  # noqa: E402
 from reward_model.calibration import bootstrap_means, pairwise_correct  # noqa: E402
 from reward_model.evaluate import evaluate_reward_model  # noqa: E402
-from reward_model.scoring import RewardScorer  # noqa: E402
+from reward_model.model import build_reward_model  # noqa: E402
+from reward_model.scoring import RewardFileConfig, RewardScorer  # noqa: E402
 from reward_model.train import train_reward_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +60,7 @@ NO_PARTS = ["reward.short_context.steps=0", "reward.grounding_negatives.enabled=
 # name -> (what is removed or changed, overrides on top of the scaled demo recipe). `policy.*`, `pretrain.*`,
 # `sft.*`, `tokenizer.*` overrides give the row its own policy; the others share one.
 ROWS: dict[str, tuple[str, list[str]]] = {
+    "real": ("the recipe of --base (e.g. configs/real.yaml) as written", []),
     "demo": ("the demo recipe (warm-up, grounding negatives, lr 1e-3, SFT init)", []),
     "no_warmup": ("- title-only warm-up (reward.short_context.steps=0)", ["reward.short_context.steps=0"]),
     "no_grounding": ("- grounding negatives", ["reward.grounding_negatives.enabled=false"]),
@@ -69,6 +71,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "votes_no_prompt": ("votes only, response alone (prompt format: no post)", NO_PARTS + ["!no_prompt"]),
     "votes_no_sft": ("votes only, from the pretrained LM (no SFT)", NO_PARTS + ["!from_pretrain"]),
     "votes_scratch": ("votes only, random init (no pretraining, no SFT)", NO_PARTS + ["!from_scratch"]),
+    "untrained": ("no reward training at all: the SFT policy with a new random head", ["!untrained"]),
     "votes_4_layers": ("votes only, 4-layer policy (demo 2)", NO_PARTS + ["policy.n_layer=4"]),
     "votes_vocab16k": ("votes only, 16k-token corpus tokenizer (demo 4k)", NO_PARTS + ["tokenizer.vocab_size=16384"]),
 }
@@ -85,8 +88,13 @@ def commit() -> str:
         return "unknown"
 
 
-def row_config(overrides: list[str], scale: float, seed: int) -> tuple[ExperimentConfig, set[str]]:
-    """configs/demo.yaml + BASE + scaled steps + the row's plain overrides; returns the row's special flags."""
+def row_config(overrides: list[str], scale: float, seed: int, base: Path | None = None,
+               policy_seed: int | None = None) -> tuple[ExperimentConfig, set[str]]:
+    """configs/demo.yaml + BASE + scaled steps + the row's plain overrides; returns the row's special flags.
+    With `base` (e.g. configs/real.yaml) that config's own steps are used, and `scale` is ignored."""
+    if base is not None:
+        seeds = [f"run.seed={seed if policy_seed is None else policy_seed}", f"reward.seed={seed}"]
+        return configio.load(ExperimentConfig, base, ["run.wandb.enabled=false"] + seeds + overrides), set()
     steps = {k: max(1, round(v * scale)) for k, v in SCALED.items()}
     flags = set()
     plain = []
@@ -98,7 +106,8 @@ def row_config(overrides: list[str], scale: float, seed: int) -> tuple[Experimen
             flags.add(o[1:])
         else:
             plain.append(o)
-    args = BASE + [f"{k}={v}" for k, v in steps.items()] + [f"run.seed={seed}", f"reward.seed={seed}"] + plain
+    run_seed = seed if policy_seed is None else policy_seed
+    args = BASE + [f"{k}={v}" for k, v in steps.items()] + [f"run.seed={run_seed}", f"reward.seed={seed}"] + plain
     return configio.load(ExperimentConfig, REPO / "configs" / "demo.yaml", args), flags
 
 
@@ -171,19 +180,25 @@ def score_pairs(scorer: RewardScorer, pairs: datasets.Dataset, seed: int, n_boot
 
 def run_row(name: str, args, data: Path, work: Path, pairs, sft, extra) -> dict:
     what, overrides = ROWS[name]
-    cfg, flags = row_config(overrides, args.scale, args.seed)
+    cfg, flags = row_config(overrides, args.scale, args.seed, args.base, args.policy_seed)
     tokenizer = get_tokenizer(cfg, data, work, sft)
-    rm_dir = work / f"rm-{name}-s{args.seed}"
+    rm_dir = work / f"rm-{name}-s{args.seed}" if args.policy_seed is None else work / f"rm-{name}-s{args.seed}-p{args.policy_seed}"
     if flags & {"from_scratch"}:
         source = build_tiny_causal_lm(tokenizer, cfg.policy).config
     else:
         pre, final = get_policy(cfg, tokenizer, sft, work)
         source = pre if "from_pretrain" in flags else final
     train_pairs = datasets.DatasetDict({"train": pairs["train"]})
-    val = pairs["validation"]
+    val = pairs[args.split]
     if "no_prompt" in flags:
         train_pairs = datasets.DatasetDict({"train": no_prompt(pairs["train"])})
         val = no_prompt(val)
+    if "untrained" in flags and not (rm_dir / "reward_config.json").exists():
+        # What a reward model that learned nothing from the votes scores: its length bias is its random head's.
+        build_reward_model(source, tokenizer, seed=cfg.reward.seed).save_pretrained(rm_dir)
+        tokenizer.save_pretrained(rm_dir)
+        RewardFileConfig(max_length=cfg.reward.max_length).save(rm_dir)
+        (rm_dir / "train_metrics.json").write_text("{}")
     if not (rm_dir / "reward_config.json").exists():
         shutil.rmtree(rm_dir, ignore_errors=True)
         seed_everything(cfg.run.seed)
@@ -194,7 +209,8 @@ def run_row(name: str, args, data: Path, work: Path, pairs, sft, extra) -> dict:
               f"final train loss {result.metrics.get('rm/train/train_loss', float('nan')):.4f}", flush=True)
         (rm_dir / "train_metrics.json").write_text(json.dumps(result.metrics, indent=1))
     scorer = RewardScorer.from_pretrained(rm_dir, batch_size=64)
-    row = {"row": name, "what": what, "overrides": overrides, "seed": args.seed,
+    row = {"row": name, "what": what, "overrides": overrides, "seed": args.seed, "split": args.split,
+           "policy_seed": cfg.run.seed,
            "train_loss": json.loads((rm_dir / "train_metrics.json").read_text()).get("rm/train/train_loss"),
            **score_pairs(scorer, val, args.seed)}
     if extra is not None:
@@ -223,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/real-ablation"))
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--scale", type=float, default=0.15, help="fraction of the demo's step counts (default 0.15)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="run.seed and reward.seed of every row")
+    p.add_argument("--policy-seed", type=int, default=None, help="run.seed of the policy stages (default --seed), "
+                   "so reward seeds can share one policy")
+    p.add_argument("--base", type=Path, default=None, help="a config whose own settings make row `real` "
+                   "(e.g. configs/real.yaml); without it rows are the scaled demo recipe")
+    p.add_argument("--split", default="validation", choices=["validation", "test"],
+                   help="held-out split scored (test: once, for the final number)")
     p.add_argument("--max-val-pairs", type=int, default=None, help="score at most this many validation pairs")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -239,16 +261,19 @@ def main(argv: list[str] | None = None) -> int:
         e = datasets.load_from_disk(str(args.extra / "pairs"))
         extra = datasets.concatenate_datasets([e[s] for s in e])
     results_path = args.out / "ablation.json"
-    done = {(r["row"], r["seed"]): r for r in json.loads(results_path.read_text())["rows"]} if results_path.exists() else {}
+    key = lambda r: (r["row"], r["seed"], r.get("split", "validation"), r.get("policy_seed", r["seed"]))  # noqa: E731
+    done = {key(r): r for r in json.loads(results_path.read_text())["rows"]} if results_path.exists() else {}
     rows = []
     for name in args.rows:
-        row = done.get((name, args.seed)) or run_row(name, args, args.data, args.out, pairs, sft, extra)
-        done[(name, args.seed)] = row
+        policy_seed = args.seed if args.policy_seed is None else args.policy_seed
+        row = done.get((name, args.seed, args.split, policy_seed)) or run_row(name, args, args.data, args.out,
+                                                                              pairs, sft, extra)
+        done[key(row)] = row
         rows.append(row)
         results_path.write_text(json.dumps({"commit": commit(), "scale": args.scale, "data": str(args.data),
                                             "rows": list(done.values())}, indent=1))
         print_table(rows)
-    print(f"\ncommit {commit()}, seed {args.seed}, scale {args.scale}, validation pairs {len(pairs['validation'])} "
+    print(f"\ncommit {commit()}, seed {args.seed}, scale {args.scale}, {args.split} pairs {len(pairs[args.split])} "
           f"of {args.data}")
     print_table(rows)
     return 0
