@@ -21,10 +21,12 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -178,12 +180,58 @@ def score_pairs(scorer: RewardScorer, pairs: datasets.Dataset, seed: int, n_boot
     return out
 
 
+def _bow(prompt: str, response: str, dim: int) -> dict[int, float]:
+    """Hashed word presence of the response and of the post, and the log word count of each."""
+    out: dict[int, float] = {}
+    for part, text in (("tldr", response), ("post", prompt)):
+        words = re.findall(r"[a-z']+", text.lower())
+        for w in words:
+            out[zlib.crc32(f"{part}:{w}".encode()) % dim] = 1.0
+        out[zlib.crc32(f"{part}#len".encode()) % dim] = float(np.log1p(len(words)))
+    return out
+
+
+def _bow_diffs(pairs: datasets.Dataset, dim: int) -> torch.Tensor:
+    """[pairs, dim] sparse: features of the chosen side minus the rejected side's."""
+    rows, cols, vals = [], [], []
+    rejected_prompts = pairs["rejected_prompt"] if "rejected_prompt" in pairs.column_names else pairs["prompt"]
+    for i, (p, c, rp, r) in enumerate(zip(pairs["prompt"], pairs["chosen"], rejected_prompts, pairs["rejected"])):
+        diff = _bow(p, c, dim)
+        for k, v in _bow(rp, r, dim).items():
+            diff[k] = diff.get(k, 0.0) - v
+        rows += [i] * len(diff)
+        cols += list(diff)
+        vals += list(diff.values())
+    return torch.sparse_coo_tensor([rows, cols], torch.tensor(vals, dtype=torch.float32), (len(pairs), dim)).coalesce()
+
+
+def bag_of_words_baseline(train: datasets.Dataset, held_out: datasets.Dataset, seed: int, dim: int = 2**16,
+                          l2: float = 1e-2, steps: int = 200) -> float:
+    """A text-only LEARNED baseline: Bradley-Terry logistic regression on hashed words (and word counts) of the
+    response and its post, fit on the training pairs (full batch, Adam); its accuracy on `held_out` says how much
+    of the votes plain word statistics predict, i.e. what a reward model should at least reach."""
+    x, x_held = _bow_diffs(train, dim), _bow_diffs(held_out, dim)
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.where(torch.rand(x.shape[0], generator=g) < 0.5, -1.0, 1.0)  # both label directions seen
+    w = torch.zeros(dim, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.05)
+    for _ in range(steps):
+        z = torch.sparse.mm(x, w[:, None])[:, 0] * sign
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, (sign > 0).float()) + l2 * (w ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        z = torch.sparse.mm(x_held, w[:, None])[:, 0]
+    return float(pairwise_correct(z.numpy(), np.zeros(len(z))).mean())
+
+
 def run_row(name: str, args, data: Path, work: Path, pairs, sft, extra) -> dict:
     what, overrides = ROWS[name]
     cfg, flags = row_config(overrides, args.scale, args.seed, args.base, args.policy_seed)
     tokenizer = get_tokenizer(cfg, data, work, sft)
     rm_dir = work / f"rm-{name}-s{args.seed}" if args.policy_seed is None else work / f"rm-{name}-s{args.seed}-p{args.policy_seed}"
-    if flags & {"from_scratch"}:
+    if flags & {"from_scratch"} or cfg.reward.init == "scratch":
         source = build_tiny_causal_lm(tokenizer, cfg.policy).config
     else:
         pre, final = get_policy(cfg, tokenizer, sft, work)
@@ -215,7 +263,7 @@ def run_row(name: str, args, data: Path, work: Path, pairs, sft, extra) -> dict:
            **score_pairs(scorer, val, args.seed)}
     if extra is not None:
         ex = score_pairs(scorer, no_prompt(extra) if "no_prompt" in flags else extra, args.seed)
-        row.update({f"extra_{k}": ex[k] for k in ("n", "accuracy", "ci_low", "ci_high", "longer_wins")})
+        row.update({f"extra_{k}": ex[k] for k in ("n", "accuracy", "ci_low", "ci_high", "longer_wins", "length_spearman")})
     return row
 
 
@@ -224,11 +272,25 @@ def print_table(rows: list[dict]) -> None:
             ("longer_wins", "{:.3f}"), ("longer_post_wins", "{:.3f}"), ("later_wins", "{:.3f}"), ("random", "{:.3f}"),
             ("length_spearman", "{:+.2f}"), ("train_loss", "{:.4f}")]
     if any("extra_accuracy" in r for r in rows):
-        cols += [("extra_accuracy", "{:.3f}"), ("extra_longer_wins", "{:.3f}")]
+        cols += [("extra_accuracy", "{:.3f}"), ("extra_longer_wins", "{:.3f}"), ("extra_length_spearman", "{:+.2f}")]
     cells = [[c for c, _ in cols]] + [[f.format(r[c]) if r.get(c) is not None else "-" for c, f in cols] for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
     for line in cells:
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as the markdown table of docs/real-votes.md."""
+    head = ("| row | seed | accuracy [95% CI] | longer-wins | longer-post | later | random | length rho | train loss "
+            "| comment pairs (longer-wins) |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        loss = f"{r['train_loss']:.4f}" if r.get("train_loss") is not None else "-"
+        extra = (f"{r['extra_accuracy']:.3f} ({r['extra_longer_wins']:.3f})" if "extra_accuracy" in r else "-")
+        lines.append(f"| {r['row']} | {r['seed']} | {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
+                     f"{r['longer_wins']:.3f} | {r.get('longer_post_wins', float('nan')):.3f} | {r['later_wins']:.3f} | "
+                     f"{r['random']:.3f} | {r['length_spearman']:+.2f} | {loss} | {extra} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,14 +330,25 @@ def main(argv: list[str] | None = None) -> int:
         policy_seed = args.seed if args.policy_seed is None else args.policy_seed
         row = done.get((name, args.seed, args.split, policy_seed)) or run_row(name, args, args.data, args.out,
                                                                               pairs, sft, extra)
+        rm_dir = args.out / (f"rm-{name}-s{args.seed}" + (f"-p{args.policy_seed}" if args.policy_seed is not None else ""))
+        if extra is not None and "extra_length_spearman" not in row and (rm_dir / "reward_config.json").exists():
+            ex = score_pairs(RewardScorer.from_pretrained(rm_dir, batch_size=64),
+                             no_prompt(extra) if "!no_prompt" in ROWS[name][1] else extra, args.seed)
+            row["extra_length_spearman"] = ex["length_spearman"]  # rows scored before this column existed
         done[key(row)] = row
         rows.append(row)
-        results_path.write_text(json.dumps({"commit": commit(), "scale": args.scale, "data": str(args.data),
-                                            "rows": list(done.values())}, indent=1))
+        saved = json.loads(results_path.read_text()) if results_path.exists() else {}
+        saved.update(commit=commit(), scale=args.scale, data=str(args.data), rows=list(done.values()))
+        results_path.write_text(json.dumps(saved, indent=1))
         print_table(rows)
+    bow = bag_of_words_baseline(pairs["train"], pairs[args.split], args.seed)
+    saved = json.loads(results_path.read_text())
+    saved.setdefault("bag_of_words", {})[f"{args.split}/seed{args.seed}"] = bow
+    results_path.write_text(json.dumps(saved, indent=1))
     print(f"\ncommit {commit()}, seed {args.seed}, scale {args.scale}, {args.split} pairs {len(pairs[args.split])} "
-          f"of {args.data}")
+          f"of {args.data}; bag-of-words logistic regression (text-only, learned on the training pairs): {bow:.3f}")
     print_table(rows)
+    print("\n" + markdown_table(rows))
     return 0
 
 

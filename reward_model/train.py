@@ -81,6 +81,12 @@ class RewardStageConfig(BaseModel):
     model_name_or_path: str | None = Field(
         None, description="Initialize from this HF model/dir; None = the SFT policy of this run (its tokenizer)."
     )
+    init: Literal["policy", "scratch"] = Field(
+        "policy",
+        description="With model_name_or_path None: start from the SFT policy's weights (Stiennon et al.), or "
+        "`scratch`: random weights in the policy's architecture, with its tokenizer (no sft stage needed). On real "
+        "votes a tiny, briefly trained policy was a worse start than random weights (docs/real-votes.md).",
+    )
     learning_rate: float = Field(3e-4, gt=0, description="Peak AdamW learning rate (tiny models want ~1e-4..1e-3).")
     num_train_epochs: float = Field(2.0, gt=0, description="Passes over the training pairs (if max_steps <= 0).")
     max_steps: int = Field(-1, description="Optimizer steps; > 0 overrides num_train_epochs.")

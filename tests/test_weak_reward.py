@@ -124,3 +124,17 @@ def test_ppo_refuses_a_weak_reward_model_unless_allowed(flipped_run: Path) -> No
     assert not (flipped_run / "ppo" / "policy").exists()
     metrics = run_stage("ppo", _cfg(flipped_run, allow_weak_reward=True))
     assert metrics["ppo/updates"] == 1 and (flipped_run / "ppo" / "policy" / "config.json").is_file()
+
+
+def test_reward_model_from_scratch_needs_no_sft_stage(flipped_run: Path, tmp_path: Path) -> None:
+    """reward.init=scratch: the policy's architecture with random weights, trained right after build-data."""
+    root = tmp_path / "scratch"
+    import shutil
+
+    shutil.copytree(flipped_run / "build-data", root / "build-data")
+    cfg = _cfg(root).model_copy(deep=True)
+    cfg.reward.init = "scratch"
+    cfg.policy.n_layer, cfg.policy.n_embd, cfg.policy.n_head, cfg.policy.n_positions = 1, 32, 2, 128
+    metrics = run_stage("train-reward", cfg)
+    assert metrics["rm_train/steps"] == 30 and not (root / "sft").exists()
+    assert "GPT2" in json.loads((root / "train-reward" / "model" / "reward_config.json").read_text())["base_model"]

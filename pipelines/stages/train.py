@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from data.pairs import CROSS_POST_FEATURES, sim_win_prob_fn
 from data.sim.gold import REFERENCE_SCORERS, gold_score
@@ -186,6 +186,10 @@ def train_reward_stage(ctx: Context) -> dict:
     if cfg.reward.model_name_or_path:
         source = cfg.reward.model_name_or_path
         tokenizer = load_tokenizer(source)
+    elif cfg.reward.init == "scratch":  # the policy's architecture and tokenizer, random weights
+        tokenizer = load_tokenizer(data_dir / "tokenizer")
+        source = (AutoConfig.from_pretrained(cfg.policy.name_or_path) if cfg.policy.name_or_path
+                  else build_tiny_causal_lm(tokenizer, cfg.policy).config)
     else:  # Stiennon et al.: the reward model starts from the SFT policy
         source = ctx.stage_path("sft") / "model"
         tokenizer = load_tokenizer(source)
