@@ -94,6 +94,38 @@ def scrape_counts(records_dir: str | Path) -> dict[str, dict[str, int]]:
     return {k: dict(state[k]) for k in ("skipped", "dropped", "comments_status") if state.get(k)}
 
 
+CROSS_POST_MEANING = (
+    "A cross_post pair puts the author TL;DRs of two posts of one subreddit, posted close in time, side by side; "
+    "the TL;DR of the post with the higher subreddit-normalized score is `chosen`. The votes were cast on the whole "
+    "post (title, story, timing, the audience of that day), never on the TL;DR: the label says which POST people "
+    "upvoted more, not which summary is better, and a reward model can only learn it through what the post and its "
+    "TL;DR reveal about the post. It cannot mean 'this is a better summary of this post' (the two sides summarize "
+    "different posts). Time matters: scores grow with the site and the hour a post appears; pairs are kept within "
+    "`window_hours`, and later-wins below shows what time alone predicts. From a list of top posts every post is "
+    "already a winner: the pairs compare the very top with the merely top."
+)
+
+
+def cross_post_label_shares(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | int | None]:
+    """What simple non-text-quality rules predict on cross_post pairs: the chosen side's TL;DR is longer, its
+    post is longer, it was posted later (ties count 1/2): the baselines a reward model must beat."""
+    def share(pick) -> float | None:
+        vals = [pick(r) for r in rows]
+        return sum(vals) / len(vals) if vals else None
+
+    def longer(a: str, b: str) -> float:
+        na, nb = len(a.split()), len(b.split())
+        return 1.0 if na > nb else 0.5 if na == nb else 0.0
+
+    return {
+        "pairs": len(rows),
+        "chosen_tldr_longer": share(lambda r: longer(r["chosen"], r["rejected"])),
+        "chosen_post_longer": share(lambda r: longer(r["post_text"], r["rejected_post_text"])),
+        "chosen_posted_later": share(lambda r: 1.0 if r["chosen_created_utc"] > r["rejected_created_utc"]
+                                     else 0.5 if r["chosen_created_utc"] == r["rejected_created_utc"] else 0.0),
+    }
+
+
 def _counts(dd: datasets.DatasetDict | None) -> dict[str, int]:
     return {s: len(dd[s]) for s in dd} if dd is not None else {}
 
@@ -150,8 +182,10 @@ def build_card(
                 f = cross_post[next(iter(cross_post))].features if k == "pairs_cross_post" else features
                 bayes[k] = float(bayes_fn(rows_to_dataset(v, f), k))
     splits = {"pairs": _counts(pairs), "sft": _counts(sft)}
+    cross_post_label = None
     if cross_post is not None:
         splits["pairs_cross_post"] = _counts(cross_post)
+        cross_post_label = {"meaning": CROSS_POST_MEANING, **cross_post_label_shares(sets["pairs_cross_post"])}
     summary: dict[str, float] = {f"{name}_{s}": n for name, c in splits.items() for s, n in c.items()}
     summary.update({f"gold_agreement/{k}": v["preferred_has_higher_gold"] for k, v in gold.items()})
     summary.update({f"bayes_ceiling/{k}": v for k, v in bayes.items()})
@@ -169,6 +203,7 @@ def build_card(
         "bayes_ceiling": bayes,
         "text_changes": dict(sorted((text_changes or {}).items())),
         "tldr_extraction": TLDR_EXTRACTION_MEASURED,
+        "cross_post_label": cross_post_label,
         "summary": summary,
         "config": dict(config),
     }
@@ -220,6 +255,12 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     lines += ["", "## Score distributions (quantiles)", ""]
     for name, qv in card["score_quantiles"].items():
         lines.append(f"- {name}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in qv.items()) or "(empty)"))
+    label = card.get("cross_post_label")
+    if label:
+        lines += ["", "## What a cross_post label means", "", label["meaning"], "",
+                  f"On these {label['pairs']} pairs the chosen side's TL;DR is the longer one in "
+                  f"{_fmt(label['chosen_tldr_longer'])}, its post the longer one in {_fmt(label['chosen_post_longer'])}, "
+                  f"and it was posted later in {_fmt(label['chosen_posted_later'])} (ties count 1/2)."]
     gold, bayes = card["gold_agreement"], card["bayes_ceiling"]
     if gold or bayes:
         lines += ["", "## Agreement with gold quality", "",

@@ -25,7 +25,7 @@ import datasets
 from pydantic import BaseModel, ConfigDict, Field
 
 from data.card import BayesFn, CardConfig, GoldFn, build_card, scrape_counts, write_card
-from data.pairs import PairsConfig, build_pairs, eligible_comments
+from data.pairs import CROSS_POST_FEATURES, PairsConfig, build_pairs, eligible_comments
 from data.prompts import PromptConfig, TokenCounter, as_token_counter, prepare_posts
 from data.sft_rows import SFTResult, SFTRowsConfig, build_sft_rows
 from data.shards import load_rows, shard_paths
@@ -179,3 +179,29 @@ def build_datasets(
     if log is not None:
         log({f"data/{k}": float(v) for k, v in card["summary"].items() if v is not None}, 0)
     return BuildResult(pairs=pairs.pairs, sft=sft.dataset, cross_post=pairs.cross_post, card=card, out_dir=out_dir)
+
+
+def load_pair_sets(data_dir: Path, names: list[str]) -> datasets.DatasetDict:
+    """The build-data pair datasets `reward.pair_sets` names, split by split. Mixed with cross_post pairs, the
+    one-prompt pairs get `rejected_*` columns equal to their own post's, so one schema holds both."""
+    loaded = []
+    for name in names:
+        path = data_dir / name
+        if not path.exists():
+            hint = " (set data.pairs.cross_post.enabled: true and rerun build-data)" if name == "pairs_cross_post" else ""
+            raise FileNotFoundError(f"reward.pair_sets names {name!r}, but build-data wrote no {path}{hint}")
+        loaded.append(datasets.load_from_disk(str(path)))
+    if len(loaded) == 1:
+        return loaded[0]
+    out = {}
+    for split in loaded[0]:
+        parts = []
+        for dd in loaded:
+            ds = dd[split]
+            if "rejected_prompt" not in ds.column_names:
+                ds = (ds.add_column("rejected_post_id", list(ds["post_id"]))
+                        .add_column("rejected_prompt", list(ds["prompt"]))
+                        .add_column("rejected_post_text", list(ds["post_text"])))
+            parts.append(ds.cast(CROSS_POST_FEATURES))
+        out[split] = datasets.concatenate_datasets(parts)
+    return datasets.DatasetDict(out)

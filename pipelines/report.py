@@ -20,6 +20,8 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from reward_model.evaluate import weak_reward_warning  # noqa: E402
+
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
@@ -172,6 +174,10 @@ def _reward_section(r: RunReader) -> list[str]:
     lines = ["## 2. Reward model: how much of the vote can be predicted from text?", "", r.provenance(stage), ""]
     if "rm/accuracy" not in m:
         return lines + ["No reward-model evaluation.", ""]
+    warning = weak_reward_warning(m)
+    if warning:
+        print(f"[report] {warning}", flush=True)
+        lines += [f"**{warning}**", ""]
     rows = [
         ["reward model", m.get("rm/accuracy"), f"[{_fmt(m.get('rm/accuracy_ci_low'))}, {_fmt(m.get('rm/accuracy_ci_high'))}]"],
         ["longer wins", m.get("rm/baseline/longer_wins"), ""],

@@ -52,6 +52,10 @@ class PPOConfig(BaseModel):
     seed: int = Field(
         0, description="Seed for prompt order, sampling and initialization; unset in an experiment config = run.seed."
     )
+    allow_weak_reward: bool = Field(
+        False, description="Start PPO even when the reward model's held-out evaluation is below random or below "
+        "longer-wins (reward_model.evaluate.weak_reward_reasons); otherwise the ppo stage refuses.",
+    )
     # --- generation
     max_prompt_length: int = Field(512, ge=1, description="Prompt tokens kept (from the end, so 'TL;DR:' stays).")
     response_length: int = Field(53, ge=1, description="New tokens sampled per prompt (fixed; truncated after EOS).")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from datasets import Dataset
@@ -279,6 +279,50 @@ def evaluate_reward_model(
         if r_r[i] > r_c[i]
     ]
     return RewardEvalResult(metrics, tables, plot_path, r_c, r_r)
+
+
+def weak_reward_reasons(metrics: Mapping[str, Any]) -> list[str]:
+    """Why a held-out evaluation (`rm/...` metrics of `evaluate_reward_model`) says the reward model has not
+    learned the votes; empty when it has, or when there is no evaluation to judge.
+
+    Two rules, each named with its numbers:
+    - below random: the 95% CI's upper end is under 0.5, i.e. it prefers the side the votes did NOT prefer;
+    - below a text-only baseline: its accuracy is under longer-wins (counting words) on the same pairs, so a
+      policy optimized against it is steered by something worse than the response's length.
+    Why it matters: a reward model that is anti-correlated with or blind to the votes still has a healthy
+    calibration error (all its confidences sit near 0.5), and PPO happily optimizes it.
+    """
+    acc, hi, lo = (metrics.get(k) for k in ("rm/accuracy", "rm/accuracy_ci_high", "rm/accuracy_ci_low"))
+    if not _is_number(acc):
+        return []
+    reasons = []
+    if _is_number(hi) and hi < 0.5:
+        reasons.append("below random (the whole 95% CI under 0.5: it prefers the side the votes did not)")
+    longer = metrics.get("rm/baseline/longer_wins")
+    if _is_number(longer) and acc < longer:
+        reasons.append(f"below the text-only baseline longer-wins ({longer:.3f} on the same pairs)")
+    return reasons
+
+
+def weak_reward_warning(metrics: Mapping[str, Any]) -> str | None:
+    """The one-line warning train-reward, eval-reward and the report print for a weak reward model, or None."""
+    reasons = weak_reward_reasons(metrics)
+    if not reasons:
+        return None
+    return f"WARNING: the reward model has not learned the votes ({held_out_summary(metrics)}): " + \
+        "; ".join(reasons) + ". PPO refuses to start from it unless ppo.allow_weak_reward=true."
+
+
+def held_out_summary(metrics: Mapping[str, Any]) -> str:
+    """'accuracy 0.430 [0.381, 0.480] on 379 held-out pairs' from `rm/...` metrics."""
+    acc, lo, hi, n = (metrics.get(k) for k in ("rm/accuracy", "rm/accuracy_ci_low", "rm/accuracy_ci_high", "rm/n_pairs"))
+    ci = f" [{lo:.3f}, {hi:.3f}]" if _is_number(lo) and _is_number(hi) else ""
+    where = f"{int(n)} held-out pairs" if _is_number(n) else "its held-out pairs"
+    return f"accuracy {acc:.3f}{ci} on {where}"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
 
 
 def format_table(rows: list[dict], columns: list[str] | None = None) -> str:

@@ -249,6 +249,16 @@ def _synthetic_row(source: dict, chosen: str, rejected: str, strategy: str, suff
     for col in ("rejected_id", "rejected_score", "chosen_score", "score_ratio"):
         if col in row:
             row[col] = type(row[col])() if row[col] is not None else None
+    return _one_post(row)
+
+
+def _one_post(row: dict) -> dict:
+    """A synthetic pair compares two versions of ONE response under one post: a cross_post source row's
+    rejected-side post columns are set to the chosen side's."""
+    for rejected_col, col in (("rejected_prompt", "prompt"), ("rejected_post_text", "post_text"),
+                              ("rejected_post_id", "post_id")):
+        if rejected_col in row and col in row:
+            row[rejected_col] = row[col]
     return row
 
 
@@ -298,7 +308,7 @@ def _bases(pairs: Dataset, cfg: GroundingNegativesConfig, tldrs: Dataset | None)
                 row["pair_id"] = f"tldr-{r.get('post_id', len(out.rows))}"
             out.prompts.append(r["prompt"])
             out.responses.append(r["completion"])
-            out.rows.append(row)
+            out.rows.append(_one_post(row))
     return out
 
 

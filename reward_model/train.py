@@ -88,6 +88,12 @@ class RewardStageConfig(BaseModel):
     model_name_or_path: str | None = Field(
         None, description="Initialize from this HF model/dir; None = the SFT policy of this run (its tokenizer)."
     )
+    init: Literal["policy", "scratch"] = Field(
+        "policy",
+        description="With model_name_or_path None: start from the SFT policy's weights (Stiennon et al.), or "
+        "`scratch`: random weights in the policy's architecture, with its tokenizer (no sft stage needed). On real "
+        "votes a tiny, briefly trained policy was a worse start than random weights (docs/real-votes.md).",
+    )
     learning_rate: float = Field(3e-4, gt=0, description="Peak AdamW learning rate (tiny models want ~1e-4..1e-3).")
     num_train_epochs: float = Field(2.0, gt=0, description="Passes over the training pairs (if max_steps <= 0).")
     max_steps: int = Field(-1, description="Optimizer steps; > 0 overrides num_train_epochs.")
@@ -118,6 +124,11 @@ class RewardStageConfig(BaseModel):
     )
     group_by_length: bool = Field(
         True, description="Length-grouped batches (transformers LengthGroupedSampler): far less padding."
+    )
+    pair_sets: list[Literal["pairs", "pairs_cross_post"]] = Field(
+        ["pairs"], min_length=1,
+        description="build-data pair datasets to train and evaluate on: `pairs` (responses under one post: "
+        "same_post, time_adjacent) and/or `pairs_cross_post` (author TL;DRs of two posts, each under its own post).",
     )
     max_train_pairs: int | None = Field(None, ge=1, description="Use at most this many training pairs (seeded).")
     max_eval_pairs: int | None = Field(
@@ -184,8 +195,10 @@ def tokenize_pairs(
             f"(has {pairs.column_names})"
         )
     prompts = list(pairs["prompt"])
+    # cross_post pairs: each side is scored under its own post's prompt (as reward_model.evaluate does)
+    rejected_prompts = list(pairs["rejected_prompt"]) if "rejected_prompt" in pairs.column_names else prompts
     chosen, n_c = encode_prompt_response(tokenizer, prompts, list(pairs["chosen"]), max_length)
-    rejected, n_r = encode_prompt_response(tokenizer, prompts, list(pairs["rejected"]), max_length)
+    rejected, n_r = encode_prompt_response(tokenizer, rejected_prompts, list(pairs["rejected"]), max_length)
     columns = {
         "chosen_ids": chosen,
         "rejected_ids": rejected,
@@ -197,6 +210,14 @@ def tokenize_pairs(
     if use_margin:
         columns["margin"] = [float(m) for m in pairs["margin"]]
     return Dataset.from_dict(columns), n_c + n_r
+
+
+def has_two_prompts(pairs: Dataset) -> bool:
+    """Whether some pair compares responses to two different prompts (cross_post pairs): such a pair has no
+    common prompt to compute once, so it needs `batching: pairs`."""
+    if "rejected_prompt" not in pairs.column_names:
+        return False
+    return any(a != b for a, b in zip(pairs["prompt"], pairs["rejected_prompt"]))
 
 
 def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
@@ -318,6 +339,11 @@ def train_reward_model(
     base_name = str(model_or_source) if isinstance(model_or_source, (str, Path)) else type(model).__name__
 
     batching = resolve_batching(cfg.batching, model)
+    if batching == "shared_prompt" and any(has_two_prompts(ds) for ds in pairs.values()):
+        if cfg.batching == "shared_prompt":
+            raise ValueError("reward.batching=shared_prompt, but some pairs compare two different prompts "
+                             "(cross_post pairs, `rejected_prompt`): set reward.batching to auto or pairs")
+        batching = "pairs"
 
     # 2. Tokenize with the scorer's code (EOS appended, prompt start cut when too long).
     train_pairs = _subsample(pairs["train"], cfg.max_train_pairs, cfg.seed)

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipelines.analysis import batch_gold, scaled_gold_reward
 from pipelines.cards import write_model_card
+from pipelines.rundir import StageDir
 from pipelines.stages import Context, distributed_state, register
 from pipelines.stages.train import load_scorer
 from policy.models import load_causal_lm, load_tokenizer
@@ -31,6 +32,7 @@ from policy.ppo_config import PPOSizes, derive_sizes
 from policy.snapshots import PolicySnapshots, list_snapshots
 from policy.trl_baselines import BASELINE_NAMES, train_trl_baseline
 from policy.value_model import build_value_model, critic_init_dir, same_vocab
+from reward_model.evaluate import held_out_summary, weak_reward_reasons
 from reward_model.scoring import RewardScorer
 
 
@@ -79,12 +81,48 @@ def _gold_control(ctx: Context, sft_dir: Path, tokenizer: PreTrainedTokenizerBas
             **{f"gold_control/{k}": v for k, v in result.final_metrics.items()}}
 
 
+def reward_evaluation(ctx: Context) -> tuple[str, dict]:
+    """The reward model's latest held-out evaluation: eval-reward's when it ran, else train-reward's."""
+    for stage in ("eval-reward", "train-reward"):
+        sd = StageDir(ctx.run_root, stage)
+        if sd.is_complete() and "rm/accuracy" in (metrics := sd.metrics()):
+            return stage, metrics
+    return "train-reward", {}
+
+
+def check_reward_model_learned(ctx: Context, allow_weak: bool) -> None:
+    """Refuse to optimize a reward model whose held-out evaluation is below random or below longer-wins
+    (`weak_reward_reasons`): PPO would steer the policy by noise or against the votes. `allow_weak` starts anyway."""
+    stage, metrics = reward_evaluation(ctx)
+    reasons = weak_reward_reasons(metrics)
+    if not metrics:
+        print("[ppo] no held-out evaluation of the reward model found (train-reward/eval-reward metrics): "
+              "cannot check that it learned the votes")
+    if not reasons:
+        return
+    where = f"{held_out_summary(metrics)}, {ctx.run_root / stage / 'metrics.json'}"
+    if allow_weak:
+        print(f"[ppo] WARNING: starting from a weak reward model (ppo.allow_weak_reward=true): {'; '.join(reasons)} "
+              f"[{where}]", flush=True)
+        return
+    raise WeakRewardModelError(
+        f"[ppo] refusing to start: the reward model has not learned the votes: {'; '.join(reasons)} [{where}]. "
+        "Optimizing it would steer the policy by noise or against the votes. Fix the reward model (docs/real-votes.md), "
+        "or start anyway with ppo.allow_weak_reward=true"
+    )
+
+
+class WeakRewardModelError(RuntimeError):
+    """The ppo stage was asked to optimize a reward model that is below random or below a text-only baseline."""
+
+
 @register("ppo", "PPO on the SFT policy against the upvote reward model (+ RLOO/GRPO baselines if configured).",
           resumable=True, parallel=True)
 def ppo_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     sft_dir = ctx.stage_path("sft") / "model"
     rm_dir = ctx.stage_path("train-reward") / "model"
+    check_reward_model_learned(ctx, cfg.ppo.allow_weak_reward)
     data_dir = ctx.stage_path("build-data")
     ctx.tracker.artifact(f"{cfg.run.name}-sft-policy", "model", sft_dir, use=True)
     ctx.tracker.artifact(f"{cfg.run.name}-reward-model", "model", rm_dir, use=True)

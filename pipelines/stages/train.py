@@ -11,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from data.sim.gold import REFERENCE_SCORERS, gold_score
 from data.sim.pairs import sim_win_prob_fn
 from data.sim.probes import fact_swap_pairs
+from pipelines.build import load_pair_sets
 from pipelines.cards import write_model_card
 from pipelines.stages import Context, distributed_state, register, sim_world
 from policy.models import build_tiny_causal_lm, load_causal_lm, load_tokenizer
 from policy.sft import pretrain_lm, train_sft
-from reward_model.evaluate import evaluate_reward_model, format_table
+from reward_model.evaluate import evaluate_reward_model, format_table, weak_reward_warning
 from reward_model.scoring import RewardScorer
 from reward_model.train import train_reward_model
 
@@ -111,7 +112,7 @@ def _win_probs_for_eval(ctx: Context):
 
 def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict:
     """Evaluate the reward model on held-out pairs; print the table; log tables and the reliability plot."""
-    pairs = datasets.load_from_disk(str(ctx.stage_path("build-data") / "pairs"))[split]
+    pairs = load_pair_sets(ctx.stage_path("build-data"), ctx.cfg.reward.pair_sets)[split]
     if ctx.cfg.scrape.human_eval is not None:
         from data.sources.hub import load_hub_pairs
 
@@ -139,6 +140,10 @@ def evaluate_and_log(ctx: Context, model_dir: Path, split: str = "test") -> dict
     metrics = dict(result.metrics)
     if _sim(ctx):
         metrics.update(fact_swap_accuracy(ctx, scorer, split))
+    warning = weak_reward_warning(metrics)
+    if warning:
+        print(f"\n[{ctx.stage_dir.stage}] {warning}", flush=True)
+    metrics["rm/weak"] = float(warning is not None)
     return metrics
 
 
@@ -162,7 +167,7 @@ def fact_swap_accuracy(ctx: Context, scorer: RewardScorer, split: str) -> dict:
 def train_reward_stage(ctx: Context) -> dict:
     cfg = ctx.cfg
     data_dir = ctx.stage_path("build-data")
-    pairs = datasets.load_from_disk(str(data_dir / "pairs"))
+    pairs = load_pair_sets(data_dir, cfg.reward.pair_sets)
     sft_rows = datasets.load_from_disk(str(data_dir / "sft"))
     reference = sft_rows["validation"]
     needs_tldrs = cfg.reward.grounding_negatives.source != "comments" or cfg.reward.short_context.steps > 0
@@ -170,6 +175,10 @@ def train_reward_stage(ctx: Context) -> dict:
     if cfg.reward.model_name_or_path:
         source = cfg.reward.model_name_or_path
         tokenizer = load_tokenizer(source)
+    elif cfg.reward.init == "scratch":  # the policy's architecture and tokenizer, random weights
+        tokenizer = load_tokenizer(data_dir / "tokenizer")
+        source = (AutoConfig.from_pretrained(cfg.policy.name_or_path) if cfg.policy.name_or_path
+                  else build_tiny_causal_lm(tokenizer, cfg.policy).config)
     else:  # Stiennon et al.: the reward model starts from the SFT policy
         source = ctx.stage_path("sft") / "model"
         tokenizer = load_tokenizer(source)
