@@ -287,9 +287,10 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         loss = f"{r['train_loss']:.4f}" if r.get("train_loss") is not None else "-"
         extra = (f"{r['extra_accuracy']:.3f} ({r['extra_longer_wins']:.3f})" if "extra_accuracy" in r else "-")
+        rho_extra = f" ({r['extra_length_spearman']:+.2f})" if "extra_length_spearman" in r else ""
         lines.append(f"| {r['row']} | {r['seed']} | {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
                      f"{r['longer_wins']:.3f} | {r.get('longer_post_wins', float('nan')):.3f} | {r['later_wins']:.3f} | "
-                     f"{r['random']:.3f} | {r['length_spearman']:+.2f} | {loss} | {extra} |")
+                     f"{r['random']:.3f} | {r['length_spearman']:+.2f}{rho_extra} | {loss} | {extra} |")
     return "\n".join(lines)
 
 

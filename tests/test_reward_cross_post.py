@@ -18,6 +18,7 @@ from bench.cassettes_to_dump import convert
 from data.pairs import CROSS_POST_FEATURES, PAIR_FEATURES
 from data.sources.dumps import DumpConfig, ingest_dumps
 from data.shards import load_records
+from data.splits import rows_to_dataset
 from pipelines.build import load_pair_sets
 from policy.models import ModelSpec, build_tiny_causal_lm, train_tokenizer
 from reward_model.encoding import encode_prompt_response
@@ -137,3 +138,20 @@ def test_recorded_responses_become_dump_lines(tmp_path: Path) -> None:
     assert stats.posts_kept == 1 and stats.comments_kept == 3
     comments = load_records(tmp_path / "records", "comments")
     assert sorted(comments["id"]) == ["c1", "c2", "c3"] and set(comments["post_id"]) == {"abc"}
+
+
+def test_data_card_says_what_a_cross_post_label_means() -> None:
+    from data.card import CardConfig, build_card, render_markdown
+
+    rows = _cross_rows(10)
+    rows[0]["chosen_created_utc"] = 5.0  # one pair whose chosen post came later
+    cross = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows, features=CROSS_POST_FEATURES)})
+    empty = datasets.DatasetDict({"train": rows_to_dataset([], PAIR_FEATURES)})
+    sft = datasets.DatasetDict({"train": datasets.Dataset.from_list([{"score": 1, "completion": " x"}])})
+    card = build_card(cfg=CardConfig(), config={}, records={}, drops={}, pairs=empty, cross_post=cross, sft=sft,
+                      split_info={})
+    label = card["cross_post_label"]
+    assert label["pairs"] == 10 and label["chosen_post_longer"] == 1.0 and label["chosen_posted_later"] == 0.1
+    assert label["chosen_tldr_longer"] == 1.0  # " my a and the a again" vs " lost my b"
+    text = render_markdown(card)
+    assert "## What a cross_post label means" in text and "not which summary is better" in text
