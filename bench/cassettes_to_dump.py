@@ -1,6 +1,6 @@
 """Recorded reddit.com API responses (praw's vcrpy cassettes) -> dump-style NDJSON files (RS_*.ndjson, RC_*.ndjson).
 
-    python bench/cassettes_to_dump.py ../shared/real-reddit/praw_cassettes --out runs/cassettes/dumps
+    python bench/cassettes_to_dump.py tests/fixtures/reddit_cassettes --out runs/cassettes/dumps
     python -m pipelines scrape --config configs/real.yaml run.name=cassettes \
         "scrape.dumps.paths=[runs/cassettes/dumps/*.ndjson]"
     python -m pipelines build-data --config configs/real.yaml run.name=cassettes ...   # same-post comment pairs
