@@ -22,7 +22,7 @@ RESUME_SECTIONS: dict[str, tuple[str, ...]] = {
     "ppo": ("run.seed", "ppo", "rl"),
 }
 # Leaf settings that change what is logged or saved, not what is trained.
-HARMLESS = {"progress", "save_every", "sample_every", "num_samples", "n_samples", "logging_steps", "eval_steps",
+HARMLESS = {"allow_weak_reward", "progress", "save_every", "sample_every", "num_samples", "n_samples", "logging_steps", "eval_steps",
             "max_eval_rows", "max_eval_pairs", "save_steps", "resume", "scoring_batch_size"}
 
 
@@ -54,6 +54,8 @@ def check_resume(stage: str, stage_path: Path, config: Mapping) -> None:
     saved_path = stage_path / "config.yaml"
     if stage not in RESUME_SECTIONS or not saved_path.is_file():
         return
+    if not any(p.is_dir() for p in stage_path.rglob("checkpoint*")):
+        return  # stopped before its first checkpoint (e.g. refused at the start): nothing would be restored
     saved = yaml.safe_load(saved_path.read_text()) or {}
     changes = changed_settings(saved, config, RESUME_SECTIONS[stage])
     if not changes:

@@ -318,7 +318,7 @@ def test_damaged_comment_file_keeps_the_files_read_whole(dump_files: tuple[Path,
     out = tmp_path / "records"
     with pytest.raises(dumps.DumpFilesDamaged, match="1 dump file") as info:
         ingest_dumps(make_cfg([rs, rc, rc2]), out)
-    assert "Kept in" in str(info.value) and "4 posts and 2 comments from 2 file(s)" in str(info.value)
+    assert "Kept in" in str(info.value) and "5 posts and 2 comments from 2 file(s)" in str(info.value)  # p5: [deleted] author, intact text, kept
     assert sorted(load_records(out, "comments")["id"]) == ["d1", "d2"]
     done = json.loads((out / dumps.STATE_FILE).read_text())["done"]
     assert sorted(Path(key.split("|")[0]).name for key in done) == ["RC_2023-02.zst", "RS_2023-01.zst"]

@@ -9,7 +9,14 @@ from pipelines.resume_check import ChangedSettings, changed_settings, check_resu
 
 def saved(tmp_path, cfg: ExperimentConfig):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    (tmp_path / "checkpoints" / "step-2").mkdir(parents=True, exist_ok=True)  # something a resume would restore
     return tmp_path
+
+
+def test_a_folder_without_checkpoints_resumes_nothing_and_is_not_refused(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(ExperimentConfig().model_dump(mode="json")))
+    new = ExperimentConfig.model_validate({"reward": {"learning_rate": 5e-4}})
+    check_resume("train-reward", tmp_path, new.model_dump(mode="json"))
 
 
 def test_train_reward_refuses_a_new_learning_rate_and_names_both_ways_out(tmp_path):

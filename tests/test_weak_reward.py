@@ -89,6 +89,7 @@ def _cfg(root: Path, **ppo) -> ExperimentConfig:
                 "local_rollout_forward_batch_size": 8, "response_length": 4, "max_prompt_length": 64,
                 "missing_eos_penalty": None, "save_every": 1, "sample_every": 1, "num_samples": 1, **ppo},
         "rl": {"snapshot_every": 1, "critic_init": "policy"},
+        "data": {"prompt": {"max_prompt_tokens": 64}},  # lengths agree with ppo.max_prompt_length (checked)
     })
 
 
