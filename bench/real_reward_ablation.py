@@ -177,6 +177,11 @@ def score_pairs(scorer: RewardScorer, pairs: datasets.Dataset, seed: int, n_boot
     lengths = np.r_[[len(t.split()) for t in pairs["chosen"]], [len(t.split()) for t in pairs["rejected"]]]
     out["length_spearman"] = spearman(np.r_[res.rewards_chosen, res.rewards_rejected], lengths)
     out["reward_std"] = float(np.r_[res.rewards_chosen, res.rewards_rejected].std())
+    # Within each pair: how often the model scores the response with more words higher (pairs of equal length left out)
+    w_c = np.array([len(t.split()) for t in pairs["chosen"]])
+    w_r = np.array([len(t.split()) for t in pairs["rejected"]])
+    differ = w_c != w_r
+    out["prefers_longer"] = float(((res.rewards_chosen > res.rewards_rejected) == (w_c > w_r))[differ].mean())
     return out
 
 
@@ -263,7 +268,8 @@ def run_row(name: str, args, data: Path, work: Path, pairs, sft, extra) -> dict:
            **score_pairs(scorer, val, args.seed)}
     if extra is not None:
         ex = score_pairs(scorer, no_prompt(extra) if "no_prompt" in flags else extra, args.seed)
-        row.update({f"extra_{k}": ex[k] for k in ("n", "accuracy", "ci_low", "ci_high", "longer_wins", "length_spearman")})
+        row.update({f"extra_{k}": ex[k] for k in ("n", "accuracy", "ci_low", "ci_high", "longer_wins", "length_spearman",
+                                                            "prefers_longer")})
     return row
 
 
@@ -287,6 +293,8 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         loss = f"{r['train_loss']:.4f}" if r.get("train_loss") is not None else "-"
         extra = (f"{r['extra_accuracy']:.3f} ({r['extra_longer_wins']:.3f})" if "extra_accuracy" in r else "-")
+        if "extra_prefers_longer" in r:
+            extra += f", prefers longer {r['extra_prefers_longer']:.2f}"
         rho_extra = f" ({r['extra_length_spearman']:+.2f})" if "extra_length_spearman" in r else ""
         lines.append(f"| {r['row']} | {r['seed']} | {r['accuracy']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
                      f"{r['longer_wins']:.3f} | {r.get('longer_post_wins', float('nan')):.3f} | {r['later_wins']:.3f} | "
@@ -332,18 +340,21 @@ def main(argv: list[str] | None = None) -> int:
         row = done.get((name, args.seed, args.split, policy_seed)) or run_row(name, args, args.data, args.out,
                                                                               pairs, sft, extra)
         rm_dir = args.out / (f"rm-{name}-s{args.seed}" + (f"-p{args.policy_seed}" if args.policy_seed is not None else ""))
-        if extra is not None and "extra_length_spearman" not in row and (rm_dir / "reward_config.json").exists():
+        if extra is not None and "extra_prefers_longer" not in row and (rm_dir / "reward_config.json").exists():
             ex = score_pairs(RewardScorer.from_pretrained(rm_dir, batch_size=64),
                              no_prompt(extra) if "!no_prompt" in ROWS[name][1] else extra, args.seed)
-            row["extra_length_spearman"] = ex["length_spearman"]  # rows scored before this column existed
+            row.update(extra_length_spearman=ex["length_spearman"],  # rows scored before these columns existed
+                       extra_prefers_longer=ex["prefers_longer"])
         done[key(row)] = row
         rows.append(row)
         saved = json.loads(results_path.read_text()) if results_path.exists() else {}
         saved.update(commit=commit(), scale=args.scale, data=str(args.data), rows=list(done.values()))
         results_path.write_text(json.dumps(saved, indent=1))
         print_table(rows)
-    bow = bag_of_words_baseline(pairs["train"], pairs[args.split], args.seed)
     saved = json.loads(results_path.read_text())
+    bow = saved.get("bag_of_words", {}).get(f"{args.split}/seed{args.seed}")
+    if bow is None:
+        bow = bag_of_words_baseline(pairs["train"], pairs[args.split], args.seed)
     saved.setdefault("bag_of_words", {})[f"{args.split}/seed{args.seed}"] = bow
     results_path.write_text(json.dumps(saved, indent=1))
     print(f"\ncommit {commit()}, seed {args.seed}, scale {args.scale}, {args.split} pairs {len(pairs[args.split])} "
