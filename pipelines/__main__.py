@@ -30,11 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(stage.name, help=stage.help, description=stage.help)
         p.add_argument("--config", default="configs/demo.yaml", help="experiment YAML (default: configs/demo.yaml)")
         p.add_argument("--force", action="store_true", help="redo the stage even if its complete output exists")
+        p.add_argument("--allow-weak-reward", action="store_true",
+                       help="let ppo start from a reward model below random or below longer-wins on its held-out "
+                            "pairs (the same as ppo.allow_weak_reward=true)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. ppo.kl_coef=0.1")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_cli(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line as a stage, a config and its overrides (flags that stand for overrides folded in)."""
     parser = build_parser()
     # Overrides may come on both sides of a flag (`pretrain --config X --force pretrain.steps=150`): argparse
     # stops the positional list at the flag and leaves the rest over.
@@ -43,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)} (overrides are dotted.key=value)")
     args.overrides = [*args.overrides, *rest]
+    if args.allow_weak_reward:
+        args.overrides.append("ppo.allow_weak_reward=true")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_cli(argv)
     try:
         cfg = configio.load(ExperimentConfig, args.config, args.overrides)
     except configio.ConfigError as err:

@@ -160,3 +160,11 @@ def test_fallbacks_are_filled_once_on_loading(tmp_path):
     filled = [saved["eval_policy"]["temperature"], saved["eval_policy"]["response_length"],
               saved["ppo"]["value_learning_rate"], saved["pretrain"]["learning_rate"], *saved["steer"]["eval"].values()]
     assert None not in filled
+
+
+def test_allow_weak_reward_flag_is_the_config_setting():
+    from pipelines.__main__ import parse_cli
+
+    args = parse_cli(["ppo", "--config", "configs/tiny.yaml", "ppo.kl_coef=0.1", "--allow-weak-reward"])
+    assert args.overrides == ["ppo.kl_coef=0.1", "ppo.allow_weak_reward=true"]
+    assert parse_cli(["ppo"]).overrides == []
