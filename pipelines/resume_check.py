@@ -49,12 +49,23 @@ def changed_settings(saved: Mapping, now: Mapping, sections: tuple[str, ...]) ->
             if before.get(k) != after.get(k)]
 
 
+def has_checkpoint(stage_path: Path) -> bool:
+    """Whether a stage folder holds a saved checkpoint (a file under a `checkpoint*` folder) to resume from."""
+    return any(f.is_file() for d in stage_path.rglob("checkpoint*") if d.is_dir() for f in d.rglob("*"))
+
+
+def restarts_clean(stage: str, stage_path: Path) -> bool:
+    """An interrupted training stage with no checkpoint has nothing to resume: it starts over in an emptied
+    folder, so the killed attempt's curve is not mixed into the new one's metrics.jsonl."""
+    return stage in RESUME_SECTIONS and stage_path.exists() and not has_checkpoint(stage_path)
+
+
 def check_resume(stage: str, stage_path: Path, config: Mapping) -> None:
     """Raise `ChangedSettings` when `stage_path` holds an interrupted run of `stage` saved under other settings."""
     saved_path = stage_path / "config.yaml"
     if stage not in RESUME_SECTIONS or not saved_path.is_file():
         return
-    if not any(p.is_dir() for p in stage_path.rglob("checkpoint*")):
+    if not has_checkpoint(stage_path):
         return  # stopped before its first checkpoint (e.g. refused at the start): nothing would be restored
     saved = yaml.safe_load(saved_path.read_text()) or {}
     changes = changed_settings(saved, config, RESUME_SECTIONS[stage])

@@ -10,6 +10,7 @@ from pipelines.resume_check import ChangedSettings, changed_settings, check_resu
 def saved(tmp_path, cfg: ExperimentConfig):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     (tmp_path / "checkpoints" / "step-2").mkdir(parents=True, exist_ok=True)  # something a resume would restore
+    (tmp_path / "checkpoints" / "step-2" / "optimizer.pt").write_bytes(b"x")
     return tmp_path
 
 
@@ -43,3 +44,15 @@ def test_a_new_seed_blocks_every_training_stage(tmp_path):
     for stage in ("pretrain", "sft", "train-reward", "ppo"):
         with pytest.raises(ChangedSettings, match=r"run\.seed: 0 -> 1"):
             check_resume(stage, saved(tmp_path, old), new.model_dump(mode="json"))
+
+
+def test_an_interrupted_training_stage_without_checkpoint_restarts_clean(tmp_path):
+    from pipelines.resume_check import restarts_clean
+
+    (tmp_path / "ppo" / "checkpoints").mkdir(parents=True)  # created at the start, nothing saved yet
+    (tmp_path / "ppo" / "metrics.jsonl").write_text('{"step": 1}\n')
+    assert restarts_clean("ppo", tmp_path / "ppo")
+    (tmp_path / "ppo" / "checkpoints" / "step-10").mkdir()
+    (tmp_path / "ppo" / "checkpoints" / "step-10" / "model.safetensors").write_bytes(b"x")
+    assert not restarts_clean("ppo", tmp_path / "ppo")  # a checkpoint to resume from
+    assert not restarts_clean("scrape", tmp_path / "ppo")  # scrape resumes from its shards, never wiped

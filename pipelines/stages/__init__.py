@@ -24,7 +24,7 @@ from accelerate.utils import parse_flag_from_env
 
 from data.sim.world import SimWorld
 from pipelines.config import ExperimentConfig
-from pipelines.resume_check import check_resume
+from pipelines.resume_check import check_resume, restarts_clean
 from pipelines.rundir import StageDir
 from pipelines.tracking import Tracker
 from policy.device import Placement, describe_model, place, resolve_placement
@@ -165,7 +165,7 @@ def run_stage(name: str, cfg: ExperimentConfig, force: bool = False, source: str
         check_resume(name, sd.path, cfg.model_dump(mode="json"))  # before anything is written
     state.wait_for_everyone()  # every process has looked before the main one empties the folder
     if main:
-        sd.start(cfg, fresh=not stage.resumable or redo)
+        sd.start(cfg, fresh=not stage.resumable or redo or (not sd.is_complete() and restarts_clean(name, sd.path)))
     state.wait_for_everyone()
     tracker = Tracker(
         sd.path,
