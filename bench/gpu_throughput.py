@@ -100,6 +100,21 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def _timed(fn):
+    """(fn(), wall seconds), with the GPU's queued work finished on both sides of the clock."""
+    _sync()
+    start = time.perf_counter()
+    result = fn()
+    _sync()
+    return result, time.perf_counter() - start
+
+
+def _episode_rate(s: dict, wall: float) -> dict:
+    """The row every training worker reports: episodes, wall time, episodes/s, peak GPU memory."""
+    return {"episodes": s["total_episodes"], "wall_s": wall, "episodes_per_s": s["total_episodes"] / wall,
+            "peak_gb": _peak_gb()}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # workers (each in its own process)
 # ----------------------------------------------------------------------------------------------------------
@@ -129,15 +144,10 @@ def run_ours_ppo(work: Path, s: dict) -> dict:
     )
     prompts = json.loads((work / "prompts.json").read_text())
     out = Path(tempfile.mkdtemp(prefix="ours-", dir=work))
-    _sync()
-    start = time.perf_counter()
-    result = train_ppo(policy, ref, value, tok, prompts, scorer, cfg, out, device=dev)
-    _sync()
-    wall = time.perf_counter() - start
+    result, wall = _timed(lambda: train_ppo(policy, ref, value, tok, prompts, scorer, cfg, out, device=dev))
     phases = {k: statistics.fmean(h[k] for h in result.history) for k in ("time/generate", "time/score", "time/forward",
                                                                          "time/train", "time/step")}
-    return {"episodes": s["total_episodes"], "wall_s": wall, "episodes_per_s": s["total_episodes"] / wall,
-            "peak_gb": _peak_gb(), "phases_s_per_update": phases}
+    return {**_episode_rate(s, wall), "phases_s_per_update": phases}
 
 
 def run_trl112_ppo(work: Path, s: dict) -> dict:
@@ -169,13 +179,8 @@ def run_trl112_ppo(work: Path, s: dict) -> dict:
         value_model=AutoModelForSequenceClassification.from_pretrained(work / "reward_model", num_labels=1),
         train_dataset=Dataset.from_dict({"input_ids": ids}),
     )
-    _sync()
-    start = time.perf_counter()
-    trainer.train()
-    _sync()
-    wall = time.perf_counter() - start
-    return {"episodes": s["total_episodes"], "wall_s": wall, "episodes_per_s": s["total_episodes"] / wall,
-            "peak_gb": _peak_gb()}
+    _, wall = _timed(trainer.train)
+    return _episode_rate(s, wall)
 
 
 def run_trl116(work: Path, s: dict, algo: str) -> dict:
@@ -199,13 +204,8 @@ def run_trl116(work: Path, s: dict, algo: str) -> dict:
     prompts = json.loads((work / "prompts.json").read_text())
     trainer = build_trl_trainer(work / "policy", tok, prompts, scorer, cfg, Path(tempfile.mkdtemp(prefix=algo, dir=work)),
                                 place=lambda m, role: place(m, dev))
-    _sync()
-    start = time.perf_counter()
-    trainer.train()
-    _sync()
-    wall = time.perf_counter() - start
-    return {"episodes": s["total_episodes"], "wall_s": wall, "episodes_per_s": s["total_episodes"] / wall,
-            "peak_gb": _peak_gb()}
+    _, wall = _timed(trainer.train)
+    return _episode_rate(s, wall)
 
 
 def run_generate(work: Path, s: dict) -> dict:
@@ -234,14 +234,7 @@ def run_generate(work: Path, s: dict) -> dict:
     with torch.no_grad():
         for name, fn in (("ours", ours), ("hf", hf)):
             fn()  # warm-up (kernels, allocator)
-            times = []
-            for _ in range(s["gen_repeats"]):
-                _sync()
-                t0 = time.perf_counter()
-                fn()
-                _sync()
-                times.append(time.perf_counter() - t0)
-            t = statistics.median(times)
+            t = statistics.median(_timed(fn)[1] for _ in range(s["gen_repeats"]))
             out[name] = {"seconds": t, "tokens_per_s": ids.shape[0] * R / t}
     out["batch"], out["prompt_width"], out["peak_gb"] = ids.shape[0], ids.shape[1], _peak_gb()
     out["prompt_tokens"] = int(mask.sum())

@@ -9,6 +9,7 @@ and commit that produced its numbers; a stage that has not run is reported as mi
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -66,7 +67,7 @@ class RunReader:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
-    @property
+    @functools.cached_property
     def source(self) -> str | None:
         """`scrape.source` of the run (from the first stage's saved config), None when no stage recorded it."""
         for stage in ("scrape", "build-data", "sft", "train-reward", "ppo"):
