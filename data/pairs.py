@@ -147,6 +147,10 @@ class CrossPostConfig(BaseModel):
     min_normalized_gap: float = Field(
         0.5, ge=0.0, description="The normalized scores must differ by at least this (z units or percentile)."
     )
+    min_score_ratio: float = Field(
+        1.0, ge=1.0, description="The higher raw score must also be at least this many times the lower (scores floored "
+        "at 1; SHP uses 2): small ratios are mostly noise of timing and audience. 1.0 disables the test.",
+    )
     max_partners: int = Field(3, ge=1, description="Each post is compared with at most this many later posts.")
     min_subreddit_posts: int = Field(
         10, ge=2, description="Subreddits with fewer posts having a TL;DR are skipped (normalization unstable)."
@@ -429,6 +433,9 @@ def cross_post_pairs(
                         break
                     if abs(norm[pa.id] - norm[pb.id]) < cfg.min_normalized_gap or pa.score == pb.score:
                         drops[d + "pair_normalized_gap_below_min"] += 1
+                        continue
+                    if score_ratio(max(pa.score, pb.score), min(pa.score, pb.score)) < cfg.min_score_ratio:
+                        drops[d + "pair_score_ratio_below_min"] += 1
                         continue
                     (pc, rc), (pr, rr) = ((pa, ra), (pb, rb)) if norm[pa.id] > norm[pb.id] else ((pb, rb), (pa, ra))
                     row = _pair_row("cross_post", pc, rc, rr, margin)

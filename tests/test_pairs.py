@@ -220,6 +220,13 @@ def test_cross_post_pairs_are_separate_and_within_one_split(tmp_path):
             assert abs(r["chosen_created_utc"] - r["rejected_created_utc"]) <= 3 * HOUR
             assert r["chosen"] == f" summary number {r['post_id'][1:]}" and "TL;DR: summary" not in r["prompt"]
 
+    # SHP's ratio rule on top of the normalized gap: the pairs whose raw scores are under 2x apart go, and only those
+    ratio_cfg = cfg.model_copy(update={"cross_post": cfg.cross_post.model_copy(update={"min_score_ratio": 2.0})})
+    strict = run_pairs(tmp_path / "ratio", posts, [], ratio_cfg, split=split).cross_post
+    kept = [r for s in strict for r in strict[s]]
+    assert 0 < len(kept) < len(all_rows) and all(r["score_ratio"] >= 2.0 for r in kept)
+    assert {r["pair_id"] for r in kept} == {r["pair_id"] for r in all_rows if r["score_ratio"] >= 2.0}
+
 
 def test_normalized_scores():
     z = normalized_scores([1, 10, 100], "zlog")
