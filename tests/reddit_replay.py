@@ -39,10 +39,12 @@ import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import parse_qs, urlsplit
+
+from data.sim.background_http import BackgroundHTTPServer
 
 FAULT_KINDS = ("429", "500", "502", "503", "504", "403", "404", "451", "truncated", "cut", "drop", "deleted")
 ERROR_BODIES = {  # the shapes reddit.com answers with
@@ -156,7 +158,7 @@ def load_cassette(path: str | Path) -> list[Recording]:
     return out
 
 
-class RedditReplay:
+class RedditReplay(BackgroundHTTPServer):
     """Serves recordings on 127.0.0.1 (an ephemeral port by default) from a background thread."""
 
     def __init__(self, recordings: Iterable[Recording], faults: Iterable[Fault] = (), host: str = "127.0.0.1",
@@ -176,38 +178,15 @@ class RedditReplay:
         self._api_requests = 0
         self._things: dict[str, dict] | None = None
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     @classmethod
     def from_files(cls, paths: Iterable[str | Path], **kw: Any) -> "RedditReplay":
         return cls([rec for p in paths for rec in load_cassette(p)], **kw)
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (stop, base_url: BackgroundHTTPServer)
     def start(self) -> "RedditReplay":
         handler = type("ReplayHandler", (_Handler,), {"replay": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="reddit-replay", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> "RedditReplay":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("RedditReplay is not running: call start() or use it as a context manager")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._serve((self.host, self.port), handler, "reddit-replay")
 
     def served(self, kind: str | None = None) -> list[Recording]:
         """The recordings served with status 200 and no fault, in order (`kind`: "thread", "more", ...)."""

@@ -34,12 +34,13 @@ import secrets
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from data.sim.background_http import BackgroundHTTPServer
 from data.sim.world import SimWorld, WorldConfig
 
 FaultKind = Literal["429", "500", "503", "delay", "truncated", "expired_token"]
@@ -106,7 +107,7 @@ def _error(status: int, message: str) -> _Reply:
     return _Reply(status, {"message": message, "error": status})
 
 
-class SimRedditServer:
+class SimRedditServer(BackgroundHTTPServer):
     """Serves `world` on `config.host:config.port` from a background thread; use as a context manager."""
 
     def __init__(self, world: SimWorld, config: ServerConfig | None = None) -> None:
@@ -122,29 +123,11 @@ class SimRedditServer:
         self._api_requests = 0
         self.counters: Counter[str] = Counter()
         self._sorted_cache: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ lifecycle (stop, base_url: BackgroundHTTPServer)
     def start(self) -> "SimRedditServer":
         handler = type("SimRedditHandler", (_Handler,), {"sim": self})
-        self._httpd = ThreadingHTTPServer((self.config.host, self.config.port), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="sim-reddit", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> "SimRedditServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self._serve((self.config.host, self.config.port), handler, "sim-reddit")
 
     def serve_forever(self) -> None:
         """Blocks serving requests (for the CLI); Ctrl-C stops."""
@@ -157,13 +140,6 @@ class SimRedditServer:
             pass
         finally:
             self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("SimRedditServer is not running: call start() or use it as a context manager")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ counters and limits
     def stats(self) -> dict[str, int]:
